@@ -1,0 +1,80 @@
+//! The DB format version, in the meta column family, checked at open.
+//!
+//! Value of the `format` key: magic `ALOG` then the version as `u32` BE. A store with a
+//! newer version is refused with a message saying to use a newer assetlog; an older one is
+//! migrated step by step (there is none yet: version 1 is the first).
+
+use std::path::Path;
+
+use rocksdb::{WriteOptions, DB};
+
+use super::error::{Error, Result};
+use super::{cf, keys};
+
+/// The format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+const MAGIC: &[u8; 4] = b"ALOG";
+
+pub fn encode(version: u32) -> [u8; 8] {
+    let mut v = [0u8; 8];
+    v[..4].copy_from_slice(MAGIC);
+    v[4..].copy_from_slice(&version.to_be_bytes());
+    v
+}
+
+/// Read the stored format version, if any.
+pub fn read(db: &DB) -> Result<Option<u32>> {
+    let meta = db.cf_handle(cf::META).expect("created at open");
+    match db.get_cf(meta, keys::meta(keys::META_FORMAT, b"format"))? {
+        None => Ok(None),
+        Some(v) if v.len() == 8 && &v[..4] == MAGIC => Ok(Some(u32::from_be_bytes(
+            v[4..].try_into().unwrap_or_default(),
+        ))),
+        Some(v) => Err(Error::Corrupt {
+            location: "format marker".into(),
+            reason: format!("unexpected {} bytes", v.len()),
+        }),
+    }
+}
+
+/// Write the format version (tests use it to fake a store from the future).
+pub fn write(db: &DB, version: u32) -> Result<()> {
+    let meta = db.cf_handle(cf::META).expect("created at open");
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    db.put_cf_opt(
+        meta,
+        keys::meta(keys::META_FORMAT, b"format"),
+        encode(version),
+        &wo,
+    )?;
+    Ok(())
+}
+
+/// At open: stamp a new store, accept the current version, refuse a newer one.
+pub fn check_or_init(db: &DB, path: &Path) -> Result<()> {
+    match read(db)? {
+        None => {
+            let log = db.cf_handle(cf::LOG).expect("created at open");
+            let mut it = db.raw_iterator_cf(log);
+            it.seek_to_first();
+            if it.valid() {
+                return Err(Error::NotAStore {
+                    path: path.display().to_string(),
+                });
+            }
+            write(db, FORMAT_VERSION)
+        }
+        Some(v) if v == FORMAT_VERSION => Ok(()),
+        Some(v) if v > FORMAT_VERSION => Err(Error::UnsupportedVersion {
+            path: path.display().to_string(),
+            found: v,
+            supported: FORMAT_VERSION,
+        }),
+        Some(v) => Err(Error::UnsupportedVersion {
+            path: path.display().to_string(),
+            found: v,
+            supported: FORMAT_VERSION,
+        }),
+    }
+}

@@ -1,0 +1,749 @@
+//! The append-only event log on RocksDB.
+//!
+//! One writer thread owns sequence numbers. Appenders send whole requests to it through a
+//! bounded queue; it drains whatever has queued up (group commit), checks each event id
+//! against the dedupe index, assigns sequence numbers, puts log entries, dedupe entries and
+//! run-index entries of all those requests in **one** `WriteBatch`, writes it with fsync, and
+//! only then answers the appenders and advances the tail watch. So:
+//!
+//! - an acknowledged event is durable and visible to every read after the ack;
+//! - a request is atomic: it is validated as a whole before it reaches the writer, and the
+//!   writer stages it as a whole (a conflict anywhere in it rejects all of it);
+//! - a re-sent event id gets its original sequence number back; the same id with different
+//!   bytes is [`Error::Conflict`];
+//! - after a failed write the writer is poisoned and refuses further writes (the state of a
+//!   failed fsync is unknowable; restarting recovers from the WAL).
+//!
+//! Layout of keys and values: [`keys`] and [`codec`]; the DB format version: [`format`].
+
+pub mod codec;
+pub mod error;
+pub mod format;
+pub mod keys;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteOptions, DB,
+};
+use tokio::sync::{oneshot, watch};
+
+use crate::event::{DeploymentId, Event, Seq};
+use codec::DedupeEntry;
+pub use error::{Error, Result};
+
+/// Column family names.
+pub mod cf {
+    pub const META: &str = "meta";
+    pub const LOG: &str = "log";
+    pub const INDEX: &str = "index";
+    pub const ALL: [&str; 3] = [META, LOG, INDEX];
+}
+
+/// How the log is opened.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// fsync the WAL before acknowledging (the default). Off only for experiments.
+    pub sync: bool,
+    /// Requests that may wait for the writer; beyond this `try_append` says
+    /// [`Error::QueueFull`].
+    pub queue_capacity: usize,
+    /// Most events the writer puts into one group commit.
+    pub max_group_events: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            sync: true,
+            queue_capacity: 1024,
+            max_group_events: 20_000,
+        }
+    }
+}
+
+/// Where one appended event ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Appended {
+    pub seq: Seq,
+    /// True when the id was already stored (this reply gives the original seq).
+    pub duplicate: bool,
+}
+
+struct Request {
+    events: Vec<Event>,
+    reply: oneshot::Sender<Result<Vec<Appended>>>,
+}
+
+/// What the writer's queue carries.
+enum Msg {
+    Append(Request),
+    /// Hold the writer until the sender side is dropped (tests, maintenance).
+    Pause(Receiver<()>),
+}
+
+/// Holds the writer still while alive; see [`Log::pause_writer`].
+pub struct WriterPause {
+    _release: SyncSender<()>,
+}
+
+/// The event log: open once per process and share (`Arc<Log>`).
+pub struct Log {
+    db: Arc<DB>,
+    path: PathBuf,
+    queue: RwLock<Option<SyncSender<Msg>>>,
+    queue_capacity: usize,
+    /// Messages sent to the writer and not yet taken by it.
+    queued: Arc<AtomicUsize>,
+    tail: watch::Receiver<Seq>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    admin: Mutex<()>,
+}
+
+fn db_options() -> Options {
+    let mut o = Options::default();
+    o.create_if_missing(true);
+    o.create_missing_column_families(true);
+    o.set_max_background_jobs(2);
+    o.set_bytes_per_sync(1 << 20);
+    o.set_keep_log_file_num(4);
+    o
+}
+
+fn cf_options(name: &str) -> Options {
+    let mut o = Options::default();
+    o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    o.set_write_buffer_size(64 << 20);
+    let mut table = BlockBasedOptions::default();
+    if name != cf::LOG {
+        // Point lookups (dedupe ids, meta) are mostly misses: a bloom filter answers them.
+        table.set_bloom_filter(10.0, false);
+    }
+    table.set_block_size(16 << 10);
+    o.set_block_based_table_factory(&table);
+    o
+}
+
+impl Log {
+    /// Open (or create) the store at `path` and start its writer thread.
+    pub fn open(path: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
+        let path = path.as_ref().to_path_buf();
+        let descriptors = cf::ALL
+            .iter()
+            .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)));
+        let db = Arc::new(DB::open_cf_descriptors(&db_options(), &path, descriptors)?);
+        format::check_or_init(&db, &path)?;
+        let last = last_seq(&db)?;
+        let (tail_tx, tail_rx) = watch::channel(last);
+        let (tx, rx) = sync_channel(options.queue_capacity);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let writer = Writer {
+            queued: queued.clone(),
+            db: db.clone(),
+            next_seq: last + 1,
+            sync: options.sync,
+            max_group_events: options.max_group_events,
+            tail: tail_tx,
+            poisoned: false,
+        };
+        let handle = std::thread::Builder::new()
+            .name("assetlog-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| Error::Corrupt {
+                location: "writer thread".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(Log {
+            db,
+            path,
+            queue: RwLock::new(Some(tx)),
+            queue_capacity: options.queue_capacity,
+            queued,
+            tail: tail_rx,
+            writer: Mutex::new(Some(handle)),
+            admin: Mutex::new(()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The RocksDB handle, for the layers above (views, tenancy) that own their own keys.
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    fn send(&self, msg: Msg, wait: bool) -> Result<()> {
+        let guard = self.queue.read().unwrap_or_else(|p| p.into_inner());
+        let Some(queue) = guard.as_ref() else {
+            return Err(Error::Closed);
+        };
+        self.queued.fetch_add(1, Ordering::SeqCst);
+        let sent = if wait {
+            queue.send(msg).map_err(|_| Error::Closed)
+        } else {
+            queue.try_send(msg).map_err(|e| match e {
+                TrySendError::Full(_) => Error::QueueFull {
+                    capacity: self.queue_capacity,
+                },
+                TrySendError::Disconnected(_) => Error::Closed,
+            })
+        };
+        if sent.is_err() {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+        }
+        sent
+    }
+
+    fn enqueue(
+        &self,
+        events: Vec<Event>,
+        wait: bool,
+    ) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Append(Request { events, reply }), wait)?;
+        Ok(rx)
+    }
+
+    /// Requests waiting in the writer's queue.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Hold the writer after what it is doing now, until the returned guard is dropped.
+    /// Appends queue up meanwhile (and `try_append` reports a full queue): this is how the
+    /// backpressure tests fill the queue deterministically.
+    pub fn pause_writer(&self) -> Result<WriterPause> {
+        let (release, wait) = sync_channel(0);
+        self.send(Msg::Pause(wait), true)?;
+        // Wait until the writer has taken the pause, so the queue is empty behind it.
+        while self.queued() > 0 {
+            std::thread::yield_now();
+        }
+        Ok(WriterPause { _release: release })
+    }
+
+    /// Append a validated batch and wait until it is durable. Waits for queue space.
+    pub async fn append(&self, events: Vec<Event>) -> Result<Vec<Appended>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rx = self.enqueue(events, true)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Like [`Log::append`] but fails with [`Error::QueueFull`] instead of waiting for space.
+    pub async fn try_append(&self, events: Vec<Event>) -> Result<Vec<Appended>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rx = self.enqueue(events, false)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    /// [`Log::append`] for synchronous callers (CLI, benches, tests).
+    pub fn append_blocking(&self, events: Vec<Event>) -> Result<Vec<Appended>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rx = self.enqueue(events, true)?;
+        rx.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Stop taking appends, let the writer finish what is queued, and wait for it.
+    pub fn shutdown(&self) {
+        self.queue.write().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    /// How many requests may wait for the writer.
+    pub fn queue_capacity(&self) -> usize {
+        self.queue_capacity
+    }
+
+    /// The highest committed sequence number (0 when empty).
+    pub fn last_seq(&self) -> Seq {
+        *self.tail.borrow()
+    }
+
+    /// A receiver that changes whenever new events are committed.
+    pub fn subscribe(&self) -> watch::Receiver<Seq> {
+        self.tail.clone()
+    }
+
+    /// One event by sequence number.
+    pub fn get(&self, seq: Seq) -> Result<Option<Event>> {
+        let cf = self.cf(cf::LOG);
+        match self.db.get_pinned_cf(cf, keys::log(seq))? {
+            Some(v) => Ok(Some(codec::decode_event(&v, || format!("log seq {seq}"))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` events with sequence number `>= from`, in order.
+    pub fn read(&self, from: Seq, limit: usize) -> Result<Vec<(Seq, Event)>> {
+        let mut out = Vec::with_capacity(limit.min(4096));
+        self.scan(from, |seq, ev| {
+            out.push((seq, ev));
+            out.len() < limit
+        })?;
+        Ok(out)
+    }
+
+    /// Visit events from `from` on, in order, until `visit` returns false.
+    pub fn scan(&self, from: Seq, mut visit: impl FnMut(Seq, Event) -> bool) -> Result<()> {
+        self.scan_raw(from, |seq, bytes| {
+            let ev = codec::decode_event(bytes, || format!("log seq {seq}"))?;
+            Ok(visit(seq, ev))
+        })
+    }
+
+    /// Visit stored values from `from` on, undecoded.
+    pub fn scan_raw(
+        &self,
+        from: Seq,
+        mut visit: impl FnMut(Seq, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(vec![keys::LOG + 1]);
+        let start = keys::log(from);
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf::LOG), ro);
+        it.seek(start);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let seq = keys::log_seq(k).ok_or_else(|| Error::Corrupt {
+                location: format!("log key {}", hex::encode(k)),
+                reason: "not a log key".into(),
+            })?;
+            if !visit(seq, v)? {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status()?;
+        Ok(())
+    }
+
+    /// Up to `limit` events of one run with sequence number `>= from`, in order.
+    pub fn read_run(
+        &self,
+        deployment: DeploymentId,
+        run_id: &str,
+        from: Seq,
+        limit: usize,
+    ) -> Result<Vec<(Seq, Event)>> {
+        let prefix = keys::run_events_prefix(deployment, run_id);
+        self.read_index(&prefix, &keys::run_events(deployment, run_id, from), limit)
+    }
+
+    /// Up to `limit` events of one deployment with sequence number `>= from`, in order.
+    pub fn read_deployment(
+        &self,
+        deployment: DeploymentId,
+        from: Seq,
+        limit: usize,
+    ) -> Result<Vec<(Seq, Event)>> {
+        let start = keys::deployment_events(deployment, from);
+        self.read_index(&start[..5], &start, limit)
+    }
+
+    /// Events whose index keys (ending in a seq) start with `prefix`, from `start` on.
+    fn read_index(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Seq, Event)>> {
+        let mut ro = ReadOptions::default();
+        ro.set_iterate_upper_bound(keys::prefix_end(prefix));
+        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf::INDEX), ro);
+        it.seek(start);
+        let mut seqs = Vec::new();
+        while let Some(k) = it.key() {
+            if seqs.len() >= limit {
+                break;
+            }
+            seqs.extend(keys::index_seq(k));
+            it.next();
+        }
+        it.status()?;
+        let cf = self.cf(cf::LOG);
+        let log_keys: Vec<[u8; 9]> = seqs.iter().map(|s| keys::log(*s)).collect();
+        let values = self.db.batched_multi_get_cf(cf, log_keys.iter(), true);
+        seqs.into_iter()
+            .zip(values)
+            .map(|(seq, v)| match v? {
+                Some(v) => Ok((seq, codec::decode_event(&v, || format!("log seq {seq}"))?)),
+                None => Err(Error::Corrupt {
+                    location: format!("index {}", hex::encode(prefix)),
+                    reason: format!("points at missing seq {seq}"),
+                }),
+            })
+            .collect()
+    }
+
+    /// The id of a deployment by name.
+    pub fn deployment_id(&self, name: &str) -> Result<Option<DeploymentId>> {
+        let cf = self.cf(cf::META);
+        match self
+            .db
+            .get_pinned_cf(cf, keys::meta(keys::META_DEPLOYMENT, name.as_bytes()))?
+        {
+            Some(v) => Ok(Some(decode_u32(&v, "deployment id")?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every deployment, by name.
+    pub fn deployments(&self) -> Result<Vec<(String, DeploymentId)>> {
+        let prefix = [keys::META_DEPLOYMENT];
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(cf::META),
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if k.first() != Some(&keys::META_DEPLOYMENT) {
+                break;
+            }
+            out.push((
+                String::from_utf8_lossy(&k[1..]).into_owned(),
+                decode_u32(&v, "deployment id")?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The id of a deployment, creating it if new. Returns (id, created).
+    pub fn ensure_deployment(&self, name: &str) -> Result<(DeploymentId, bool)> {
+        let _guard = self.admin.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = self.deployment_id(name)? {
+            return Ok((id, false));
+        }
+        let cf = self.cf(cf::META);
+        let next_key = keys::meta(keys::META_NEXT_DEPLOYMENT, b"");
+        let id = match self.db.get_pinned_cf(cf, &next_key)? {
+            Some(v) => decode_u32(&v, "next deployment id")?,
+            None => 1,
+        };
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            cf,
+            keys::meta(keys::META_DEPLOYMENT, name.as_bytes()),
+            id.to_be_bytes(),
+        );
+        batch.put_cf(cf, next_key, (id + 1).to_be_bytes());
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(batch, &wo)?;
+        Ok((id, true))
+    }
+
+    /// Check the whole store: contiguous sequence numbers from 1, every value decodes, and
+    /// the dedupe and run indexes agree with the log, entry for entry.
+    pub fn verify(&self, mut progress: impl FnMut(Seq)) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        let mut expected = 1;
+        let index = self.cf(cf::INDEX);
+        let mut problems = Vec::new();
+        self.scan_raw(1, |seq, bytes| {
+            if seq != expected {
+                problems.push(format!("gap: expected seq {expected}, found {seq}"));
+            }
+            expected = seq + 1;
+            let ev = match codec::decode_event(bytes, || format!("log seq {seq}")) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    problems.push(e.to_string());
+                    return Ok(true);
+                }
+            };
+            let hash = codec::content_hash(bytes);
+            let dkey = keys::dedupe(ev.envelope.deployment, &ev.envelope.event_id);
+            match self.db.get_pinned_cf(index, &dkey)? {
+                Some(v) => {
+                    let d = DedupeEntry::decode(&v)?;
+                    if d.seq != seq || d.hash != hash {
+                        problems.push(format!(
+                            "seq {seq}: dedupe entry of {:?} says seq {} / other hash",
+                            ev.envelope.event_id, d.seq
+                        ));
+                    }
+                }
+                None => problems.push(format!(
+                    "seq {seq}: no dedupe entry for id {:?}",
+                    ev.envelope.event_id
+                )),
+            }
+            if let Some(run) = &ev.envelope.run_id {
+                let rkey = keys::run_events(ev.envelope.deployment, run, seq);
+                if self.db.get_pinned_cf(index, &rkey)?.is_none() {
+                    problems.push(format!("seq {seq}: missing from the index of run {run:?}"));
+                }
+                report.run_entries_expected += 1;
+            }
+            report.events += 1;
+            if report.events % 65_536 == 0 {
+                progress(seq);
+            }
+            Ok(problems.len() < 100)
+        })?;
+        // Every index entry must point at a log entry (no orphans from a torn write).
+        for item in self.db.iterator_cf(index, IteratorMode::Start) {
+            let (k, v) = item?;
+            match k.first() {
+                Some(&keys::DEDUPE) => {
+                    report.dedupe_entries += 1;
+                    let d = DedupeEntry::decode(&v)?;
+                    if d.seq == 0 || d.seq >= expected {
+                        problems.push(format!("dedupe entry points past the log: seq {}", d.seq));
+                    }
+                }
+                Some(&keys::RUN_EVENTS) => report.run_entries += 1,
+                Some(&keys::DEPLOYMENT_EVENTS) => report.deployment_entries += 1,
+                _ => {}
+            }
+        }
+        if report.dedupe_entries != report.events {
+            problems.push(format!(
+                "{} dedupe entries for {} events",
+                report.dedupe_entries, report.events
+            ));
+        }
+        if report.deployment_entries != report.events {
+            problems.push(format!(
+                "{} deployment-index entries for {} events",
+                report.deployment_entries, report.events
+            ));
+        }
+        if report.run_entries != report.run_entries_expected {
+            problems.push(format!(
+                "{} run-index entries for {} events with a run",
+                report.run_entries, report.run_entries_expected
+            ));
+        }
+        report.problems = problems;
+        Ok(report)
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("column families are created at open")
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What `verify` found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub events: u64,
+    pub dedupe_entries: u64,
+    pub run_entries: u64,
+    pub run_entries_expected: u64,
+    pub deployment_entries: u64,
+    /// Empty when the store is sound.
+    pub problems: Vec<String>,
+}
+
+fn decode_u32(v: &[u8], what: &str) -> Result<u32> {
+    v.try_into()
+        .map(u32::from_be_bytes)
+        .map_err(|_| Error::Corrupt {
+            location: what.into(),
+            reason: format!("expected 4 bytes, found {}", v.len()),
+        })
+}
+
+fn last_seq(db: &DB) -> Result<Seq> {
+    let cf = db.cf_handle(cf::LOG).expect("created at open");
+    let mut it = db.raw_iterator_cf(cf);
+    it.seek_to_last();
+    it.status()?;
+    Ok(it.key().and_then(keys::log_seq).unwrap_or(0))
+}
+
+/// The single writer: owns `next_seq` and every write to the log and its indexes.
+struct Writer {
+    db: Arc<DB>,
+    next_seq: Seq,
+    sync: bool,
+    max_group_events: usize,
+    tail: watch::Sender<Seq>,
+    poisoned: bool,
+    queued: Arc<AtomicUsize>,
+}
+
+/// A request staged into the group: its replies, waiting for the commit.
+struct Staged {
+    reply: oneshot::Sender<Result<Vec<Appended>>>,
+    result: Vec<Appended>,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<Msg>) {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(self.sync);
+        let mut pause = None;
+        while let Ok(first) = rx.recv() {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            let first = match first {
+                Msg::Append(r) => r,
+                Msg::Pause(wait) => {
+                    let _ = wait.recv();
+                    continue;
+                }
+            };
+            let mut group = vec![first];
+            let mut n = group[0].events.len();
+            while n < self.max_group_events {
+                match rx.try_recv() {
+                    Ok(Msg::Append(r)) => {
+                        self.queued.fetch_sub(1, Ordering::SeqCst);
+                        n += r.events.len();
+                        group.push(r);
+                    }
+                    Ok(Msg::Pause(wait)) => {
+                        self.queued.fetch_sub(1, Ordering::SeqCst);
+                        pause = Some(wait);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(group, &wo);
+            if let Some(wait) = pause.take() {
+                let _ = wait.recv();
+            }
+        }
+        tracing::debug!(last_seq = self.next_seq - 1, "writer stopped");
+    }
+
+    fn commit_group(&mut self, group: Vec<Request>, wo: &WriteOptions) {
+        if self.poisoned {
+            for r in group {
+                let _ = r.reply.send(Err(Error::Poisoned));
+            }
+            return;
+        }
+        let db = self.db.clone();
+        let log_cf = db.cf_handle(cf::LOG).expect("created at open");
+        let index_cf = db.cf_handle(cf::INDEX).expect("created at open");
+        let mut batch = WriteBatch::default();
+        // Ids staged in this group, so two requests in one group dedupe against each other.
+        let mut pending: HashMap<Vec<u8>, DedupeEntry> = HashMap::new();
+        let mut staged: Vec<Staged> = Vec::with_capacity(group.len());
+        let start_seq = self.next_seq;
+        for req in group {
+            match self.stage(&req.events, &mut pending, &mut batch, log_cf, index_cf) {
+                Ok(result) => staged.push(Staged {
+                    reply: req.reply,
+                    result,
+                }),
+                Err(e) => {
+                    let _ = req.reply.send(Err(e));
+                }
+            }
+        }
+        if self.next_seq != start_seq || !batch.is_empty() {
+            if let Err(e) = db.write_opt(batch, wo) {
+                tracing::error!(error = %e, "log write failed; refusing further writes");
+                self.poisoned = true;
+                for s in staged {
+                    let _ = s.reply.send(Err(Error::Poisoned));
+                }
+                return;
+            }
+            self.tail.send_replace(self.next_seq - 1);
+        }
+        for s in staged {
+            let _ = s.reply.send(Ok(s.result));
+        }
+    }
+
+    /// Stage one request into the batch, all or nothing.
+    fn stage(
+        &mut self,
+        events: &[Event],
+        pending: &mut HashMap<Vec<u8>, DedupeEntry>,
+        batch: &mut WriteBatch,
+        log_cf: &rocksdb::ColumnFamily,
+        index_cf: &rocksdb::ColumnFamily,
+    ) -> Result<Vec<Appended>> {
+        let dkeys: Vec<Vec<u8>> = events
+            .iter()
+            .map(|e| keys::dedupe(e.envelope.deployment, &e.envelope.event_id))
+            .collect();
+        let stored = self.db.batched_multi_get_cf(index_cf, dkeys.iter(), false);
+        let mut local: HashMap<&[u8], DedupeEntry> = HashMap::new();
+        let mut new_entries = Vec::new();
+        let mut result = Vec::with_capacity(events.len());
+        let mut seq = self.next_seq;
+        for (i, ((ev, dkey), stored)) in events.iter().zip(&dkeys).zip(stored).enumerate() {
+            let bytes = codec::encode_event(ev);
+            let hash = codec::content_hash(&bytes);
+            let existing = match local.get(dkey.as_slice()).or_else(|| pending.get(dkey)) {
+                Some(d) => Some(*d),
+                None => match stored? {
+                    Some(v) => Some(DedupeEntry::decode(&v)?),
+                    None => None,
+                },
+            };
+            match existing {
+                Some(d) if d.hash == hash => result.push(Appended {
+                    seq: d.seq,
+                    duplicate: true,
+                }),
+                Some(d) => {
+                    return Err(Error::Conflict {
+                        index: i,
+                        event_id: ev.envelope.event_id.clone(),
+                        seq: d.seq,
+                    })
+                }
+                None => {
+                    let entry = DedupeEntry { seq, hash };
+                    local.insert(dkey, entry);
+                    new_entries.push((i, seq, bytes, entry));
+                    result.push(Appended {
+                        seq,
+                        duplicate: false,
+                    });
+                    seq += 1;
+                }
+            }
+        }
+        for (i, seq, bytes, entry) in new_entries {
+            let ev = &events[i];
+            batch.put_cf(log_cf, keys::log(seq), &bytes);
+            batch.put_cf(index_cf, &dkeys[i], entry.encode());
+            batch.put_cf(
+                index_cf,
+                keys::deployment_events(ev.envelope.deployment, seq),
+                [],
+            );
+            if let Some(run) = &ev.envelope.run_id {
+                batch.put_cf(
+                    index_cf,
+                    keys::run_events(ev.envelope.deployment, run, seq),
+                    [],
+                );
+            }
+            pending.insert(dkeys[i].clone(), entry);
+        }
+        self.next_seq = seq;
+        Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests;
