@@ -38,6 +38,8 @@ pub enum Command {
     Log(LogArgs),
     /// Check the store: contiguous sequence numbers, every value decodes, indexes agree
     Verify,
+    /// Drop every view and rebuild them by replaying the log (the server must be stopped)
+    Rebuild,
     /// Manage deployments (on a stopped store; a running server has `/api/v1/deployments`)
     #[command(subcommand)]
     Deployment(DeploymentCommand),
@@ -158,10 +160,34 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Open the store with its views (caught up or rebuilt first, with a progress bar).
 fn open(dir: &std::path::Path, options: LogOptions) -> anyhow::Result<Arc<Log>> {
-    Ok(Arc::new(Log::open(dir, options).with_context(|| {
-        format!("opening the store at {}", dir.display())
-    })?))
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let log = crate::projection::open(dir, options, |seq, last| {
+        bar.get_or_insert_with(|| progress_bar(last, "updating views"))
+            .set_position(seq);
+    })
+    .with_context(|| {
+        format!(
+            "opening the store at {} (a running server holds it: stop it, or use the HTTP API)",
+            dir.display()
+        )
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(log)
+}
+
+fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{what} {{bar:40}} {{pos}}/{{len}} events ({{per_sec}}, eta {{eta}})"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -316,17 +342,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             println!("revoked {id}");
             Ok(())
         }),
+        Command::Rebuild => {
+            telemetry::init(log_format.unwrap_or_default());
+            let log = open(&data_dir.unwrap_or_else(default_dir), LogOptions::default())?;
+            let bar = progress_bar(log.last_seq(), "rebuilding views");
+            let started = std::time::Instant::now();
+            crate::projection::rebuild(&log, |seq, _| bar.set_position(seq))?;
+            bar.finish_and_clear();
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "rebuilt views from {} events in {secs:.2} s ({:.0} events/s)",
+                log.last_seq(),
+                log.last_seq() as f64 / secs.max(1e-9)
+            );
+            Ok(())
+        }
         Command::Verify => {
             telemetry::init(log_format.unwrap_or_default());
             let log = open(&data_dir.unwrap_or_else(default_dir), LogOptions::default())?;
-            let total = log.last_seq();
-            let bar = indicatif::ProgressBar::new(total);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "verifying {bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
+            let bar = progress_bar(log.last_seq(), "verifying");
             let report = log.verify(|seq| bar.set_position(seq))?;
             bar.finish_and_clear();
             if report.problems.is_empty() {

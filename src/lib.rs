@@ -34,4 +34,5 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod log;
+pub mod projection;
 pub mod telemetry;

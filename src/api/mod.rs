@@ -160,14 +160,19 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let log = Arc::new(crate::log::Log::open(
+        let log = crate::projection::open(
             &config.data_dir,
             crate::log::LogOptions {
                 sync: config.sync,
                 queue_capacity: config.queue_capacity,
                 ..Default::default()
             },
-        )?);
+            |seq, last| {
+                if seq % 1_000_000 < 8192 || seq == last {
+                    tracing::info!(seq, last, "updating views");
+                }
+            },
+        )?;
         if let Some(path) = crate::auth::bootstrap(&log)? {
             tracing::info!(
                 token_file = %path.display(),

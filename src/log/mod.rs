@@ -20,6 +20,7 @@ pub mod codec;
 pub mod error;
 pub mod format;
 pub mod keys;
+pub mod txn;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,13 +38,23 @@ use tokio::sync::{oneshot, watch};
 use crate::event::{DeploymentId, Event, Seq};
 use codec::DedupeEntry;
 pub use error::{Error, Result};
+pub use txn::Txn;
+
+/// Derives view rows from newly stored events, inside the writer's batch. Implemented by
+/// [`crate::projection::Views`]; the log knows nothing of what the rows mean.
+pub trait Projector: Send + 'static {
+    /// Apply one new event. Rows written to `txn` commit atomically with the event.
+    fn apply(&mut self, txn: &mut Txn<'_>, seq: Seq, event: &Event) -> Result<()>;
+}
 
 /// Column family names.
 pub mod cf {
     pub const META: &str = "meta";
     pub const LOG: &str = "log";
     pub const INDEX: &str = "index";
-    pub const ALL: [&str; 3] = [META, LOG, INDEX];
+    /// Owned by the projections (`crate::projection`); opaque to the log.
+    pub const VIEWS: &str = "views";
+    pub const ALL: [&str; 4] = [META, LOG, INDEX, VIEWS];
 }
 
 /// How the log is opened.
@@ -133,6 +144,15 @@ fn cf_options(name: &str) -> Options {
 impl Log {
     /// Open (or create) the store at `path` and start its writer thread.
     pub fn open(path: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
+        Self::open_with(path, options, None)
+    }
+
+    /// Open with a projector that the writer runs on every new event.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: LogOptions,
+        projector: Option<Box<dyn Projector>>,
+    ) -> Result<Log> {
         let path = path.as_ref().to_path_buf();
         let descriptors = cf::ALL
             .iter()
@@ -151,6 +171,7 @@ impl Log {
             max_group_events: options.max_group_events,
             tail: tail_tx,
             poisoned: false,
+            projector,
         };
         let handle = std::thread::Builder::new()
             .name("assetlog-writer".into())
@@ -386,6 +407,54 @@ impl Log {
             .collect()
     }
 
+    /// Run `projector` over stored events `from..=to` in chunks, committing view rows per
+    /// chunk (rebuild and catch-up). Call only while nothing appends (before serving).
+    pub fn replay(
+        &self,
+        projector: &mut dyn Projector,
+        from: Seq,
+        to: Seq,
+        mut progress: impl FnMut(Seq),
+    ) -> Result<()> {
+        const CHUNK: usize = 8192;
+        let views_cf = self.cf(cf::VIEWS);
+        let mut next = from;
+        while next <= to {
+            let events = self.read(next, CHUNK.min((to - next + 1) as usize))?;
+            if events.is_empty() {
+                break;
+            }
+            let mut txn = Txn::new(&self.db, views_cf);
+            for (seq, ev) in &events {
+                projector.apply(&mut txn, *seq, ev)?;
+            }
+            let mut batch = WriteBatch::default();
+            txn.write_into(&mut batch);
+            self.db.write(batch)?;
+            next = events.last().map(|(s, _)| s + 1).unwrap_or(to + 1);
+            progress(next - 1);
+        }
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// Delete every view row (the projections' rebuild starts here).
+    pub fn clear_views(&self) -> Result<()> {
+        let cf = self.cf(cf::VIEWS);
+        self.db
+            .delete_range_cf(cf, [0u8].as_slice(), [0xffu8; 9].as_slice())?;
+        let mut wo = WriteOptions::default();
+        wo.set_sync(true);
+        self.db.write_opt(WriteBatch::default(), &wo)?;
+        self.db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+        Ok(())
+    }
+
+    /// A consistent point-in-time view of the store, for reads that span several keys.
+    pub fn snapshot(&self) -> rocksdb::Snapshot<'_> {
+        self.db.snapshot()
+    }
+
     /// The id of a deployment by name.
     pub fn deployment_id(&self, name: &str) -> Result<Option<DeploymentId>> {
         let cf = self.cf(cf::META);
@@ -581,6 +650,7 @@ struct Writer {
     tail: watch::Sender<Seq>,
     poisoned: bool,
     queued: Arc<AtomicUsize>,
+    projector: Option<Box<dyn Projector>>,
 }
 
 /// A request staged into the group: its replies, waiting for the commit.
@@ -638,22 +708,34 @@ impl Writer {
         let db = self.db.clone();
         let log_cf = db.cf_handle(cf::LOG).expect("created at open");
         let index_cf = db.cf_handle(cf::INDEX).expect("created at open");
+        let views_cf = db.cf_handle(cf::VIEWS).expect("created at open");
+        let mut txn = Txn::new(&db, views_cf);
         let mut batch = WriteBatch::default();
         // Ids staged in this group, so two requests in one group dedupe against each other.
         let mut pending: HashMap<Vec<u8>, DedupeEntry> = HashMap::new();
         let mut staged: Vec<Staged> = Vec::with_capacity(group.len());
         let start_seq = self.next_seq;
         for req in group {
-            match self.stage(&req.events, &mut pending, &mut batch, log_cf, index_cf) {
+            txn.begin();
+            match self.stage(
+                &req.events,
+                &mut pending,
+                &mut batch,
+                &mut txn,
+                log_cf,
+                index_cf,
+            ) {
                 Ok(result) => staged.push(Staged {
                     reply: req.reply,
                     result,
                 }),
                 Err(e) => {
+                    txn.rollback();
                     let _ = req.reply.send(Err(e));
                 }
             }
         }
+        txn.write_into(&mut batch);
         if self.next_seq != start_seq || !batch.is_empty() {
             if let Err(e) = db.write_opt(batch, wo) {
                 tracing::error!(error = %e, "log write failed; refusing further writes");
@@ -676,6 +758,7 @@ impl Writer {
         events: &[Event],
         pending: &mut HashMap<Vec<u8>, DedupeEntry>,
         batch: &mut WriteBatch,
+        txn: &mut Txn<'_>,
         log_cf: &rocksdb::ColumnFamily,
         index_cf: &rocksdb::ColumnFamily,
     ) -> Result<Vec<Appended>> {
@@ -720,6 +803,12 @@ impl Writer {
                     });
                     seq += 1;
                 }
+            }
+        }
+        // Views first: a projection error must leave the batch untouched (the txn rolls back).
+        if let Some(p) = self.projector.as_mut() {
+            for (i, seq, _, _) in &new_entries {
+                p.apply(txn, *seq, &events[*i])?;
             }
         }
         for (i, seq, bytes, entry) in new_entries {

@@ -1,0 +1,275 @@
+//! The asset catalog: one record per asset key with its definition, latest materialization,
+//! observation, planned and failed events, last run, counts and wipe time.
+//!
+//! "Latest" is the highest `(timestamp, seq)`. A wipe hides every event of the asset whose
+//! timestamp is at or before the wipe's; counts and latest events then cover only later
+//! ones, so a late-arriving old event cannot resurrect a wiped asset.
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::{self, K};
+use super::{enc, intern, later, EventRef, Result, Rows};
+use crate::event::{AssetDefinition, AssetKey, DeploymentId, Event, EventBody, Seq};
+use crate::log::Txn;
+
+/// What the catalog keeps per asset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssetRecord {
+    pub id: u64,
+    pub key: AssetKey,
+    /// The definition, and the code location that defines it.
+    pub definition: Option<(String, AssetDefinition)>,
+    pub latest_materialization: Option<EventRef>,
+    pub latest_observation: Option<EventRef>,
+    pub latest_planned: Option<EventRef>,
+    pub latest_failed: Option<EventRef>,
+    pub materialization_count: u64,
+    pub observation_count: u64,
+    /// `(timestamp, seq)` of the latest wipe of the whole asset.
+    pub wiped_at: Option<(i64, Seq)>,
+    pub first_seq: Seq,
+}
+
+impl AssetRecord {
+    fn new(id: u64, key: AssetKey, seq: Seq) -> AssetRecord {
+        AssetRecord {
+            id,
+            key,
+            definition: None,
+            latest_materialization: None,
+            latest_observation: None,
+            latest_planned: None,
+            latest_failed: None,
+            materialization_count: 0,
+            observation_count: 0,
+            wiped_at: None,
+            first_seq: seq,
+        }
+    }
+
+    /// The run of the latest materialization or planned materialization.
+    pub fn last_run_id(&self) -> Option<&str> {
+        let m = self.latest_materialization.as_ref();
+        let p = self.latest_planned.as_ref();
+        let latest = match (m, p) {
+            (Some(m), Some(p)) => Some(if p.order() > m.order() { p } else { m }),
+            (m, p) => m.or(p),
+        };
+        latest.and_then(|r| r.run_id.as_deref())
+    }
+
+    /// Does an event at `timestamp_us` count after the wipe?
+    pub fn visible(&self, timestamp_us: i64) -> bool {
+        self.wiped_at.is_none_or(|(t, _)| timestamp_us > t)
+    }
+
+    pub fn group(&self) -> Option<&str> {
+        self.definition
+            .as_ref()
+            .and_then(|(_, d)| d.group_name.as_deref())
+    }
+}
+
+pub fn key_of(dep: DeploymentId, id: u64) -> Vec<u8> {
+    K::new(keys::ASSET, dep).u64(id).build()
+}
+
+pub fn get(rows: &impl Rows, dep: DeploymentId, id: u64) -> Result<Option<AssetRecord>> {
+    rows.get_as(&key_of(dep, id))
+}
+
+/// The record of `key`, created if new (used by the views that define or touch assets).
+pub fn get_or_create(
+    txn: &mut Txn<'_>,
+    dep: DeploymentId,
+    key: &AssetKey,
+    seq: Seq,
+) -> Result<AssetRecord> {
+    let id = intern(txn, dep, key)?;
+    Ok(get(txn, dep, id)?.unwrap_or_else(|| AssetRecord::new(id, key.clone(), seq)))
+}
+
+pub fn put(txn: &mut Txn<'_>, dep: DeploymentId, r: &AssetRecord) {
+    txn.put(key_of(dep, r.id), enc(r));
+}
+
+pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
+    let dep = ev.envelope.deployment;
+    let Some(key) = ev.body.asset_key() else {
+        return Ok(());
+    };
+    let mut r = get_or_create(txn, dep, key, seq)?;
+    let ts = ev.envelope.timestamp_us;
+    let visible = r.visible(ts);
+    match &ev.body {
+        EventBody::AssetMaterialization(a) if visible => {
+            r.latest_materialization = later(
+                r.latest_materialization,
+                EventRef::of(seq, ev, a.partition.clone()),
+            );
+            r.materialization_count += 1;
+        }
+        EventBody::AssetObservation(a) if visible => {
+            r.latest_observation = later(
+                r.latest_observation,
+                EventRef::of(seq, ev, a.partition.clone()),
+            );
+            r.observation_count += 1;
+        }
+        EventBody::AssetMaterializationPlanned(p) if visible => {
+            r.latest_planned = later(r.latest_planned, EventRef::of(seq, ev, p.partition.clone()));
+        }
+        EventBody::AssetFailedToMaterialize(f) if visible => {
+            r.latest_failed = later(r.latest_failed, EventRef::of(seq, ev, f.partition.clone()));
+        }
+        EventBody::AssetWiped(w)
+            if w.partition_keys.is_empty() && r.wiped_at.is_none_or(|at| (ts, seq) > at) =>
+        {
+            r.wiped_at = Some((ts, seq));
+            recount_after_wipe(txn, dep, &mut r)?;
+        }
+        _ => {}
+    }
+    put(txn, dep, &r);
+    Ok(())
+}
+
+/// After a wipe: latest events and counts from the history rows still visible.
+fn recount_after_wipe(txn: &mut Txn<'_>, dep: DeploymentId, r: &mut AssetRecord) -> Result<()> {
+    let wiped_at = r.wiped_at;
+    let visible = |e: &EventRef| wiped_at.is_none_or(|(t, _)| e.timestamp_us > t);
+    let mut latest = None;
+    let mut count = 0;
+    for (_, v) in txn.scan_prefix(
+        &K::new(keys::MATERIALIZATIONS, dep).u64(r.id).build(),
+        false,
+        usize::MAX,
+    )? {
+        let e: EventRef = super::dec(&v)?;
+        if visible(&e) {
+            count += 1;
+            latest = later(latest, e);
+        }
+    }
+    let mut latest_obs = None;
+    let mut obs = 0;
+    for (_, v) in txn.scan_prefix(
+        &K::new(keys::OBSERVATIONS, dep).u64(r.id).build(),
+        false,
+        usize::MAX,
+    )? {
+        let e: EventRef = super::dec(&v)?;
+        if visible(&e) {
+            obs += 1;
+            latest_obs = later(latest_obs, e);
+        }
+    }
+    r.latest_materialization = latest;
+    r.materialization_count = count;
+    r.latest_observation = latest_obs;
+    r.observation_count = obs;
+    if r.latest_planned.as_ref().is_some_and(|p| !visible(p)) {
+        r.latest_planned = None;
+    }
+    if r.latest_failed.as_ref().is_some_and(|p| !visible(p)) {
+        r.latest_failed = None;
+    }
+    Ok(())
+}
+
+/// Catalog filters; all given ones must match.
+#[derive(Debug, Clone, Default)]
+pub struct AssetFilter {
+    /// Key prefix: the first components of the key.
+    pub prefix: Vec<String>,
+    pub group: Option<String>,
+    pub owner: Option<String>,
+    pub tag: Option<(String, String)>,
+    pub kind: Option<String>,
+    /// Include assets that are wiped and not materialized since (Dagster hides them).
+    pub include_wiped: bool,
+}
+
+impl AssetFilter {
+    pub fn matches(&self, r: &AssetRecord) -> bool {
+        let def = r.definition.as_ref().map(|(_, d)| d);
+        (self.include_wiped
+            || r.wiped_at.is_none()
+            || r.materialization_count + r.observation_count > 0
+            || r.definition.is_some())
+            && self
+                .group
+                .as_ref()
+                .is_none_or(|g| r.group() == Some(g.as_str()))
+            && self
+                .owner
+                .as_ref()
+                .is_none_or(|o| def.is_some_and(|d| d.owners.contains(o)))
+            && self.tag.as_ref().is_none_or(|(k, v)| {
+                def.is_some_and(|d| d.tags.iter().any(|(a, b)| a == k && b == v))
+            })
+            && self
+                .kind
+                .as_ref()
+                .is_none_or(|k| def.is_some_and(|d| d.kinds.contains(k)))
+    }
+}
+
+/// A page of the catalog in key order, after the asset `cursor` (its key) if given.
+pub fn list(
+    rows: &impl Rows,
+    dep: DeploymentId,
+    filter: &AssetFilter,
+    cursor: Option<&AssetKey>,
+    limit: usize,
+) -> Result<Vec<AssetRecord>> {
+    let mut prefix = K::new(keys::ASSET_ID, dep);
+    for p in &filter.prefix {
+        prefix = prefix.str(p);
+    }
+    let prefix = prefix.build();
+    let hi = keys::end_of(&prefix);
+    let mut lo = match cursor {
+        // Just after the cursor's key: append a byte that sorts after nothing it could hold.
+        Some(c) => {
+            let mut k = K::new(keys::ASSET_ID, dep).asset_key(c).build();
+            k.push(0xff);
+            k.max(prefix.clone())
+        }
+        None => prefix.clone(),
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = rows.scan(&lo, &hi, false, 512)?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        let ids: Vec<u64> = page.iter().map(|(_, v)| keys::tail_u64(v)).collect();
+        for id in ids {
+            if let Some(r) = get(rows, dep, id)? {
+                if filter.matches(&r) {
+                    out.push(r);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        lo = page
+            .last()
+            .map(|(k, _)| {
+                let mut k = k.clone();
+                k.push(0);
+                k
+            })
+            .unwrap_or(hi.clone());
+    }
+}
+
+/// One asset by key.
+pub fn by_key(rows: &impl Rows, dep: DeploymentId, key: &AssetKey) -> Result<Option<AssetRecord>> {
+    match super::asset_id(rows, dep, key)? {
+        Some(id) => get(rows, dep, id),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,353 @@
+//! Asset checks: executions per check (a planned execution is updated in place by its
+//! evaluation, matched on run and partition, as Dagster does), a per-check summary, and the
+//! definitions of checks. A planned execution resolves against its run at read time:
+//! run finished with FAILURE -> EXECUTION_FAILED, finished otherwise or missing -> SKIPPED,
+//! not finished -> IN_PROGRESS.
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::{self, K};
+use super::runs::RunStatus;
+use super::{enc, intern, Result, Rows};
+use crate::event::{AssetKey, CheckDefinition, CheckSeverity, DeploymentId, Event, EventBody, Seq};
+use crate::log::Txn;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredStatus {
+    Planned,
+    Succeeded,
+    Failed,
+}
+
+/// `AssetCheckExecutionResolvedStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolvedStatus {
+    InProgress,
+    Succeeded,
+    Failed,
+    ExecutionFailed,
+    Skipped,
+}
+
+impl ResolvedStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResolvedStatus::InProgress => "IN_PROGRESS",
+            ResolvedStatus::Succeeded => "SUCCEEDED",
+            ResolvedStatus::Failed => "FAILED",
+            ResolvedStatus::ExecutionFailed => "EXECUTION_FAILED",
+            ResolvedStatus::Skipped => "SKIPPED",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckExecution {
+    /// Seq of the event that created the execution (planned or a run-less evaluation).
+    pub id: Seq,
+    pub run_id: Option<String>,
+    pub partition: Option<String>,
+    pub status: StoredStatus,
+    pub severity: Option<CheckSeverity>,
+    /// Seq and time of the evaluation event, once there is one.
+    pub evaluation_seq: Option<Seq>,
+    pub evaluated_us: Option<i64>,
+    /// The latest timestamp of the execution's events: orders executions (it only grows,
+    /// so the latest execution does not depend on arrival order).
+    pub timestamp_us: i64,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckSummary {
+    pub definition: Option<CheckDefinition>,
+    /// (timestamp, execution id, partition) of the latest execution, and of the latest
+    /// completed one.
+    pub latest: Option<(i64, Seq, Option<String>)>,
+    pub latest_completed: Option<(i64, Seq, Option<String>)>,
+}
+
+/// Executions are keyed by the creating event's seq and the partition (one planned event
+/// can plan several partitions).
+fn exec_key(
+    dep: DeploymentId,
+    asset: u64,
+    check: &str,
+    id: Seq,
+    partition: Option<&str>,
+) -> Vec<u8> {
+    K::new(keys::CHECK_EXECUTION, dep)
+        .u64(asset)
+        .str(check)
+        .u64(id)
+        .str(partition.unwrap_or(""))
+        .build()
+}
+
+fn by_run_key(
+    dep: DeploymentId,
+    asset: u64,
+    check: &str,
+    run: &str,
+    partition: Option<&str>,
+) -> Vec<u8> {
+    K::new(keys::CHECK_EXECUTION_BY_RUN, dep)
+        .u64(asset)
+        .str(check)
+        .str(run)
+        .str(partition.unwrap_or(""))
+        .build()
+}
+
+fn summary_key(dep: DeploymentId, asset: u64, check: &str) -> Vec<u8> {
+    K::new(keys::CHECK, dep).u64(asset).str(check).build()
+}
+
+fn touch_summary(
+    txn: &mut Txn<'_>,
+    dep: DeploymentId,
+    asset: u64,
+    check: &str,
+    e: &CheckExecution,
+    completed: bool,
+) -> Result<()> {
+    let key = summary_key(dep, asset, check);
+    let mut s: CheckSummary = txn.get_as(&key)?.unwrap_or_default();
+    let me = (e.timestamp_us, e.id, e.partition.clone());
+    if s.latest.as_ref().is_none_or(|l| me > *l) {
+        s.latest = Some(me.clone());
+    }
+    if completed && s.latest_completed.as_ref().is_none_or(|l| me > *l) {
+        s.latest_completed = Some(me);
+    }
+    txn.put(key, enc(&s));
+    Ok(())
+}
+
+pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
+    let dep = ev.envelope.deployment;
+    let ts = ev.envelope.timestamp_us;
+    let run = ev.envelope.run_id.as_deref();
+    match &ev.body {
+        EventBody::AssetCheckPlanned(p) => {
+            let asset = intern(txn, dep, &p.asset_key)?;
+            let parts: Vec<Option<&str>> = if p.partitions.is_empty() {
+                vec![None]
+            } else {
+                p.partitions.iter().map(|s| Some(s.as_str())).collect()
+            };
+            for part in parts {
+                let Some(run) = run else { continue };
+                let rk = by_run_key(dep, asset, &p.check_name, run, part);
+                if let Some(id) = txn.get(&rk)?.map(|v| keys::tail_u64(&v)) {
+                    // The evaluation came first: it stands; the execution's time grows.
+                    let ek = exec_key(dep, asset, &p.check_name, id, part);
+                    if let Some(mut e) = txn.get_as::<CheckExecution>(&ek)? {
+                        e.timestamp_us = e.timestamp_us.max(ts);
+                        txn.put(ek, enc(&e));
+                        touch_summary(
+                            txn,
+                            dep,
+                            asset,
+                            &p.check_name,
+                            &e,
+                            e.evaluation_seq.is_some(),
+                        )?;
+                    }
+                    continue;
+                }
+                let e = CheckExecution {
+                    id: seq,
+                    run_id: Some(run.to_string()),
+                    partition: part.map(str::to_string),
+                    status: StoredStatus::Planned,
+                    severity: None,
+                    evaluation_seq: None,
+                    evaluated_us: None,
+                    timestamp_us: ts,
+                    description: None,
+                };
+                txn.put(rk, seq.to_be_bytes().to_vec());
+                txn.put(exec_key(dep, asset, &p.check_name, seq, part), enc(&e));
+                touch_summary(txn, dep, asset, &p.check_name, &e, false)?;
+            }
+        }
+        EventBody::AssetCheckEvaluation(c) => {
+            let asset = intern(txn, dep, &c.asset_key)?;
+            let status = if c.passed {
+                StoredStatus::Succeeded
+            } else {
+                StoredStatus::Failed
+            };
+            let existing = match run {
+                Some(run) => txn
+                    .get(&by_run_key(
+                        dep,
+                        asset,
+                        &c.check_name,
+                        run,
+                        c.partition.as_deref(),
+                    ))?
+                    .map(|v| keys::tail_u64(&v)),
+                None => None,
+            };
+            let mut e = match existing {
+                Some(id) => txn
+                    .get_as::<CheckExecution>(&exec_key(
+                        dep,
+                        asset,
+                        &c.check_name,
+                        id,
+                        c.partition.as_deref(),
+                    ))?
+                    .unwrap_or(CheckExecution {
+                        id,
+                        run_id: run.map(str::to_string),
+                        partition: c.partition.clone(),
+                        status,
+                        severity: None,
+                        evaluation_seq: None,
+                        evaluated_us: None,
+                        timestamp_us: ts,
+                        description: None,
+                    }),
+                None => CheckExecution {
+                    id: seq,
+                    run_id: run.map(str::to_string),
+                    partition: c.partition.clone(),
+                    status,
+                    severity: None,
+                    evaluation_seq: None,
+                    evaluated_us: None,
+                    timestamp_us: ts,
+                    description: None,
+                },
+            };
+            // Of two evaluations for one execution, the later (timestamp, seq) stands.
+            let newer = match (e.evaluated_us, e.evaluation_seq) {
+                (Some(t), Some(s)) => (ts, seq) > (t, s),
+                _ => true,
+            };
+            if newer {
+                e.status = status;
+                e.severity = Some(c.severity);
+                e.evaluation_seq = Some(seq);
+                e.evaluated_us = Some(ts);
+                e.description = c.description.clone();
+            }
+            e.timestamp_us = e.timestamp_us.max(ts);
+            if let Some(run) = run {
+                txn.put(
+                    by_run_key(dep, asset, &c.check_name, run, c.partition.as_deref()),
+                    e.id.to_be_bytes().to_vec(),
+                );
+            }
+            txn.put(
+                exec_key(dep, asset, &c.check_name, e.id, e.partition.as_deref()),
+                enc(&e),
+            );
+            touch_summary(txn, dep, asset, &c.check_name, &e, true)?;
+        }
+        EventBody::Definitions(d) => {
+            for c in &d.checks {
+                let asset = intern(txn, dep, &c.asset_key)?;
+                let key = summary_key(dep, asset, &c.name);
+                let mut s: CheckSummary = txn.get_as(&key)?.unwrap_or_default();
+                s.definition = Some(c.clone());
+                txn.put(key, enc(&s));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Resolve an execution's status against its run.
+pub fn resolve(rows: &impl Rows, dep: DeploymentId, e: &CheckExecution) -> Result<ResolvedStatus> {
+    Ok(match e.status {
+        StoredStatus::Succeeded => ResolvedStatus::Succeeded,
+        StoredStatus::Failed => ResolvedStatus::Failed,
+        StoredStatus::Planned => {
+            let run = match &e.run_id {
+                Some(r) => super::runs::get(rows, dep, r)?,
+                None => None,
+            };
+            match run.map(|r| r.status) {
+                None => ResolvedStatus::Skipped,
+                Some(RunStatus::Failure) => ResolvedStatus::ExecutionFailed,
+                Some(s) if s.is_finished() => ResolvedStatus::Skipped,
+                Some(_) => ResolvedStatus::InProgress,
+            }
+        }
+    })
+}
+
+/// Executions of a check, newest first (by execution id), before `cursor`.
+pub fn history(
+    rows: &impl Rows,
+    dep: DeploymentId,
+    key: &AssetKey,
+    check: &str,
+    cursor: Option<Seq>,
+    limit: usize,
+) -> Result<Vec<CheckExecution>> {
+    let Some(asset) = super::asset_id(rows, dep, key)? else {
+        return Ok(Vec::new());
+    };
+    let prefix = K::new(keys::CHECK_EXECUTION, dep)
+        .u64(asset)
+        .str(check)
+        .build();
+    let hi = match cursor {
+        Some(c) => K::new(keys::CHECK_EXECUTION, dep)
+            .u64(asset)
+            .str(check)
+            .u64(c)
+            .build(),
+        None => keys::end_of(&prefix),
+    };
+    rows.scan(&prefix, &hi, true, limit)?
+        .iter()
+        .map(|(_, v)| super::dec(v))
+        .collect()
+}
+
+/// The checks of an asset: (name, summary), by name.
+pub fn of_asset(
+    rows: &impl Rows,
+    dep: DeploymentId,
+    key: &AssetKey,
+) -> Result<Vec<(String, CheckSummary)>> {
+    let Some(asset) = super::asset_id(rows, dep, key)? else {
+        return Ok(Vec::new());
+    };
+    let prefix = K::new(keys::CHECK, dep).u64(asset).build();
+    rows.scan_prefix(&prefix, false, usize::MAX)?
+        .iter()
+        .map(|(k, v)| {
+            Ok((
+                keys::str_at(k, prefix.len())
+                    .unwrap_or_default()
+                    .to_string(),
+                super::dec(v)?,
+            ))
+        })
+        .collect()
+}
+
+/// The latest execution of a check.
+pub fn latest(
+    rows: &impl Rows,
+    dep: DeploymentId,
+    key: &AssetKey,
+    check: &str,
+) -> Result<Option<CheckExecution>> {
+    let Some(asset) = super::asset_id(rows, dep, key)? else {
+        return Ok(None);
+    };
+    let s: Option<CheckSummary> = rows.get_as(&summary_key(dep, asset, check))?;
+    match s.and_then(|s| s.latest) {
+        Some((_, id, part)) => rows.get_as(&exec_key(dep, asset, check, id, part.as_deref())),
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,387 @@
+//! Projections: read-optimised views of the log, written in the same `WriteBatch` as the
+//! events they derive from, and always equal to a replay of the log.
+//!
+//! Each view is a module that owns its key family (see [`keys`]), its `apply`, and its typed
+//! read functions:
+//!
+//! - [`assets`]: the catalog (definition, latest materialization / observation, last run,
+//!   counts, wipe), filters by key prefix, group, owner, tag, kind;
+//! - [`materializations`]: history per asset and per partition, newest first, paged by seq;
+//! - [`partitions`]: per-partition state and per-asset status counts (no history scans);
+//! - [`lineage`]: asset edges from definitions, column lineage, bounded traversal;
+//! - [`schema`]: current table schema, history (each distinct schema stored once), diffs;
+//! - [`rowcounts`]: row-count series and every other numeric metadata value by label;
+//! - [`runs`]: run records by status and by time;
+//! - [`checks`]: check executions with resolution of planned ones;
+//! - [`backfills`]: backfills and their progress from tagged runs.
+//!
+//! ## Order of arrival
+//!
+//! Agents retry and race, so "latest" never means "arrived last": it means the highest
+//! `(event timestamp, seq)`. A run status that reached a terminal state never goes back;
+//! among non-terminal states the furthest one wins; among terminal ones the latest by
+//! `(timestamp, seq)`. A wipe hides events whose timestamp is at or before the wipe's.
+//! These rules give the same answer for any arrival order of the same events (up to the
+//! seq tie-break between events with equal timestamps).
+//!
+//! ## Rebuild
+//!
+//! Views carry [`VIEWS_VERSION`]; a store whose views have another version (or whose
+//! views lag the log) is rebuilt or caught up at open. `assetlog rebuild` drops every view
+//! row and replays the log.
+
+pub mod assets;
+pub mod backfills;
+pub mod checks;
+pub mod keys;
+pub mod lineage;
+pub mod materializations;
+pub mod partitions;
+pub mod rowcounts;
+pub mod runs;
+pub mod schema;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamily, Direction, IteratorMode, ReadOptions, Snapshot, DB};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::event::{DeploymentId, Event, EventBody, Seq};
+use crate::log::{self, cf, Log, LogOptions, Projector, Txn};
+use keys::K;
+
+/// Bump when a view's rows change meaning or layout: stores with other versions rebuild.
+pub const VIEWS_VERSION: u32 = 1;
+
+/// Codec byte of every view value.
+pub const VIEW_V1: u8 = 0x01;
+
+pub type Result<T> = std::result::Result<T, log::Error>;
+
+pub fn enc<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut out = vec![VIEW_V1];
+    postcard::to_io(v, &mut out).expect("postcard encoding into a Vec");
+    out
+}
+
+pub fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match bytes.split_first() {
+        Some((&VIEW_V1, body)) => postcard::from_bytes(body).map_err(|e| log::Error::Corrupt {
+            location: "view row".into(),
+            reason: e.to_string(),
+        }),
+        _ => Err(log::Error::Corrupt {
+            location: "view row".into(),
+            reason: "unknown view codec byte".into(),
+        }),
+    }
+}
+
+/// A reference to one event, kept in views so reads need not touch the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRef {
+    pub seq: Seq,
+    pub timestamp_us: i64,
+    pub run_id: Option<String>,
+    pub partition: Option<String>,
+}
+
+impl EventRef {
+    pub fn of(seq: Seq, ev: &Event, partition: Option<String>) -> EventRef {
+        EventRef {
+            seq,
+            timestamp_us: ev.envelope.timestamp_us,
+            run_id: ev.envelope.run_id.clone(),
+            partition,
+        }
+    }
+
+    /// The order "latest" uses.
+    pub fn order(&self) -> (i64, Seq) {
+        (self.timestamp_us, self.seq)
+    }
+}
+
+/// Keep the later of two refs by `(timestamp, seq)`.
+pub fn later(a: Option<EventRef>, b: EventRef) -> Option<EventRef> {
+    match a {
+        Some(a) if a.order() >= b.order() => Some(a),
+        _ => Some(b),
+    }
+}
+
+/// Row access shared by the writer side ([`Txn`]) and the read side ([`Reader`]).
+pub trait Rows {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// Rows with `lo <= key < hi`, ascending (or descending), at most `limit`.
+    fn scan(
+        &self,
+        lo: &[u8],
+        hi: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    fn get_as<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.get(key)? {
+            Some(v) => Ok(Some(dec(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.scan(prefix, &keys::end_of(prefix), reverse, limit)
+    }
+}
+
+impl Rows for Txn<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Txn::get(self, key)
+    }
+
+    fn scan(
+        &self,
+        lo: &[u8],
+        hi: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut rows = Txn::scan(self, lo, hi)?;
+        if reverse {
+            rows.reverse();
+        }
+        rows.truncate(limit);
+        Ok(rows)
+    }
+}
+
+/// Reads of one request, all at one RocksDB snapshot, scoped to one deployment.
+pub struct Reader<'a> {
+    db: &'a DB,
+    cf: &'a ColumnFamily,
+    snapshot: Snapshot<'a>,
+    pub deployment: DeploymentId,
+    /// The log position the snapshot is consistent at.
+    pub at_seq: Seq,
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(log: &'a Log, deployment: DeploymentId) -> Reader<'a> {
+        let db: &DB = log.db();
+        // Read the position first: the snapshot then holds at least everything up to it.
+        let at_seq = log.last_seq();
+        Reader {
+            db,
+            cf: db.cf_handle(cf::VIEWS).expect("created at open"),
+            snapshot: db.snapshot(),
+            deployment,
+            at_seq,
+        }
+    }
+
+    fn read_opts(&self) -> ReadOptions {
+        let mut ro = ReadOptions::default();
+        ro.set_snapshot(&self.snapshot);
+        ro
+    }
+
+    /// Events by seq from the log, at this snapshot.
+    pub fn events(&self, seqs: &[Seq]) -> Result<Vec<Event>> {
+        let log_cf = self.db.cf_handle(cf::LOG).expect("created at open");
+        let keys: Vec<[u8; 9]> = seqs.iter().map(|s| log::keys::log(*s)).collect();
+        let values = self
+            .db
+            .batched_multi_get_cf_opt(log_cf, keys.iter(), true, &self.read_opts());
+        seqs.iter()
+            .zip(values)
+            .map(|(seq, v)| match v? {
+                Some(v) => log::codec::decode_event(&v, || format!("log seq {seq}")),
+                None => Err(log::Error::Corrupt {
+                    location: format!("log seq {seq}"),
+                    reason: "a view points at a missing event".into(),
+                }),
+            })
+            .collect()
+    }
+}
+
+impl Rows for Reader<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf_opt(self.cf, key, &self.read_opts())?)
+    }
+
+    fn scan(
+        &self,
+        lo: &[u8],
+        hi: &[u8],
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut ro = self.read_opts();
+        ro.set_iterate_lower_bound(lo.to_vec());
+        ro.set_iterate_upper_bound(hi.to_vec());
+        let mode = if reverse {
+            IteratorMode::End
+        } else {
+            IteratorMode::From(lo, Direction::Forward)
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf_opt(self.cf, ro, mode) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+/// The projector the writer runs: every view's `apply`, in a fixed order.
+#[derive(Default)]
+pub struct Views;
+
+impl Projector for Views {
+    fn apply(&mut self, txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
+        let dep = ev.envelope.deployment;
+        // Runs first: partitions and checks resolve against run status.
+        runs::apply(txn, seq, ev)?;
+        match &ev.body {
+            EventBody::AssetMaterialization(_)
+            | EventBody::AssetObservation(_)
+            | EventBody::AssetMaterializationPlanned(_)
+            | EventBody::AssetFailedToMaterialize(_)
+            | EventBody::AssetWiped(_) => {
+                assets::apply(txn, seq, ev)?;
+                materializations::apply(txn, seq, ev)?;
+                partitions::apply(txn, seq, ev)?;
+                lineage::apply(txn, seq, ev)?;
+                schema::apply(txn, seq, ev)?;
+                rowcounts::apply(txn, seq, ev)?;
+            }
+            EventBody::AssetCheckPlanned(_) | EventBody::AssetCheckEvaluation(_) => {
+                checks::apply(txn, seq, ev)?;
+            }
+            EventBody::Definitions(_) => {
+                lineage::apply(txn, seq, ev)?;
+                schema::apply(txn, seq, ev)?;
+                checks::apply(txn, seq, ev)?;
+            }
+            EventBody::BackfillCreated(_) | EventBody::BackfillUpdated(_) => {
+                backfills::apply(txn, seq, ev)?;
+            }
+            _ => {}
+        }
+        let _ = dep;
+        txn.put(
+            K::global(keys::APPLIED_SEQ).build(),
+            seq.to_be_bytes().to_vec(),
+        );
+        Ok(())
+    }
+}
+
+/// The asset id of `key` in `dep`, creating it if new.
+pub fn intern(txn: &mut Txn<'_>, dep: DeploymentId, key: &crate::event::AssetKey) -> Result<u64> {
+    let k = K::new(keys::ASSET_ID, dep).asset_key(key).build();
+    if let Some(v) = txn.get(&k)? {
+        return Ok(keys::tail_u64(&v));
+    }
+    let counter = K::global(keys::NEXT_ASSET_ID).build();
+    let id = txn.get(&counter)?.map(|v| keys::tail_u64(&v)).unwrap_or(1);
+    txn.put(counter, (id + 1).to_be_bytes().to_vec());
+    txn.put(k, id.to_be_bytes().to_vec());
+    txn.put(K::new(keys::ASSET_KEY, dep).u64(id).build(), enc(key));
+    Ok(id)
+}
+
+/// The asset id of `key`, if it has one.
+pub fn asset_id(
+    rows: &impl Rows,
+    dep: DeploymentId,
+    key: &crate::event::AssetKey,
+) -> Result<Option<u64>> {
+    Ok(rows
+        .get(&K::new(keys::ASSET_ID, dep).asset_key(key).build())?
+        .map(|v| keys::tail_u64(&v)))
+}
+
+/// The asset key of an id.
+pub fn asset_key(
+    rows: &impl Rows,
+    dep: DeploymentId,
+    id: u64,
+) -> Result<Option<crate::event::AssetKey>> {
+    rows.get_as(&K::new(keys::ASSET_KEY, dep).u64(id).build())
+}
+
+fn meta_u64(db: &DB, kind: u8) -> Result<Option<u64>> {
+    let views = db.cf_handle(cf::VIEWS).expect("created at open");
+    Ok(db
+        .get_cf(views, K::global(kind).build())?
+        .map(|v| keys::tail_u64(&v)))
+}
+
+/// Open the store with its views, bringing them up to date first: a store whose views
+/// have another version is rebuilt; views that lag the log are caught up.
+pub fn open(
+    path: impl AsRef<Path>,
+    options: LogOptions,
+    mut progress: impl FnMut(Seq, Seq),
+) -> anyhow::Result<Arc<Log>> {
+    let log = Log::open_with(path, options, Some(Box::new(Views)))?;
+    let version = meta_u64(log.db(), keys::VERSION)?;
+    let last = log.last_seq();
+    if version != Some(VIEWS_VERSION as u64) {
+        if version.is_some() || last > 0 {
+            tracing::warn!(found = ?version, want = VIEWS_VERSION, "views are of another version: rebuilding them from the log");
+        }
+        rebuild(&log, &mut progress)?;
+    } else {
+        let applied = meta_u64(log.db(), keys::APPLIED_SEQ)?.unwrap_or(0);
+        if applied < last {
+            tracing::info!(applied, last, "catching views up with the log");
+            log.replay(&mut Views, applied + 1, last, |s| progress(s, last))?;
+        }
+    }
+    Ok(Arc::new(log))
+}
+
+/// Drop every view row and replay the whole log. Nothing may append meanwhile.
+pub fn rebuild(log: &Log, mut progress: impl FnMut(Seq, Seq)) -> Result<()> {
+    log.clear_views()?;
+    let last = log.last_seq();
+    log.replay(&mut Views, 1, last, |s| progress(s, last))?;
+    let views = log.db().cf_handle(cf::VIEWS).expect("created at open");
+    let mut wo = rocksdb::WriteOptions::default();
+    wo.set_sync(true);
+    log.db().put_cf_opt(
+        views,
+        K::global(keys::VERSION).build(),
+        (VIEWS_VERSION as u64).to_be_bytes(),
+        &wo,
+    )?;
+    Ok(())
+}
+
+/// Every view row, for comparing live views with rebuilt ones.
+pub fn dump(log: &Log) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    let db = log.db();
+    let views = db.cf_handle(cf::VIEWS).expect("created at open");
+    let mut out = Vec::new();
+    for item in db.iterator_cf(views, IteratorMode::Start) {
+        let (k, v) = item?;
+        out.push((k.to_vec(), v.to_vec()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,373 @@
+//! Partition status per asset: each partition's latest materialization and latest attempt,
+//! its resolved status, and per-asset counts by status, kept incrementally so that status
+//! counts are one read however many partitions or events an asset has.
+//!
+//! Resolution (Dagster's semantics, made order-independent): a partition whose latest
+//! attempt (planned or failed event, by `(timestamp, seq)`) is later than its latest
+//! materialization is FAILED if the attempt failed (a failure event of the failed group, or
+//! a planned event whose run ended in FAILURE), MATERIALIZING if the planned run has not
+//! finished; otherwise it is MATERIALIZED if it ever materialized (after any wipe), else
+//! MISSING. A run's status change re-resolves the partitions it planned.
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::{self, K};
+use super::{enc, intern, later, EventRef, Result, Rows};
+use crate::event::{AssetKey, DeploymentId, Event, EventBody, PartitionsDefinition, Seq};
+use crate::log::Txn;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PartitionStatus {
+    Missing,
+    Materialized,
+    Failed,
+    InProgress,
+}
+
+impl PartitionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartitionStatus::Missing => "MISSING",
+            PartitionStatus::Materialized => "MATERIALIZED",
+            PartitionStatus::Failed => "FAILED",
+            PartitionStatus::InProgress => "MATERIALIZING",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AttemptKind {
+    Planned,
+    /// A failure event; `true` for the failed group, `false` for the skipped group.
+    Failed(bool),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub latest_materialization: Option<EventRef>,
+    pub materialization_count: u64,
+    pub latest_attempt: Option<(EventRef, AttemptKind)>,
+    /// Timestamp of the latest wipe of this partition (or of the whole asset).
+    pub wiped_at_us: Option<i64>,
+    pub status: PartitionStatus,
+}
+
+/// Per-asset partition counts by status.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionCounts {
+    /// Partitions with any event.
+    pub known: u64,
+    pub materialized: u64,
+    pub failed: u64,
+    pub in_progress: u64,
+}
+
+impl PartitionCounts {
+    fn add(&mut self, s: PartitionStatus, d: i64) {
+        let f = match s {
+            PartitionStatus::Materialized => &mut self.materialized,
+            PartitionStatus::Failed => &mut self.failed,
+            PartitionStatus::InProgress => &mut self.in_progress,
+            PartitionStatus::Missing => return,
+        };
+        *f = (*f as i64 + d).max(0) as u64;
+    }
+}
+
+fn state_key(dep: DeploymentId, asset: u64, partition: &str) -> Vec<u8> {
+    K::new(keys::PARTITION, dep)
+        .u64(asset)
+        .str(partition)
+        .build()
+}
+
+fn counts_key(dep: DeploymentId, asset: u64) -> Vec<u8> {
+    K::new(keys::PARTITION_COUNTS, dep).u64(asset).build()
+}
+
+/// Failure reasons in Dagster's "failed" group (the others are "skipped").
+fn failed_group(reason: &str) -> bool {
+    matches!(
+        reason,
+        "COMPUTE_FAILED" | "UPSTREAM_COMPUTE_FAILED" | "UNEXPECTED_TERMINATION" | "UNKNOWN"
+    )
+}
+
+fn resolve(rows: &impl Rows, dep: DeploymentId, s: &PartitionState) -> Result<PartitionStatus> {
+    let visible = |r: &EventRef| s.wiped_at_us.is_none_or(|w| r.timestamp_us > w);
+    let mat = s.latest_materialization.as_ref().filter(|m| visible(m));
+    if let Some((att, kind)) = &s.latest_attempt {
+        if visible(att) && mat.is_none_or(|m| att.order() > m.order()) {
+            match kind {
+                AttemptKind::Failed(true) => return Ok(PartitionStatus::Failed),
+                AttemptKind::Failed(false) => {}
+                AttemptKind::Planned => {
+                    let run = match &att.run_id {
+                        Some(r) => super::runs::get(rows, dep, r)?,
+                        None => None,
+                    };
+                    match run.map(|r| r.status) {
+                        Some(super::runs::RunStatus::Failure) => {
+                            return Ok(PartitionStatus::Failed)
+                        }
+                        Some(st) if !st.is_finished() => return Ok(PartitionStatus::InProgress),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Ok(if mat.is_some() {
+        PartitionStatus::Materialized
+    } else {
+        PartitionStatus::Missing
+    })
+}
+
+/// Load, change, re-resolve and store one partition's state, keeping the counts right.
+fn update(
+    txn: &mut Txn<'_>,
+    dep: DeploymentId,
+    asset: u64,
+    partition: &str,
+    change: impl FnOnce(&mut PartitionState),
+) -> Result<()> {
+    let key = state_key(dep, asset, partition);
+    let old: Option<PartitionState> = txn.get_as(&key)?;
+    let mut s = old.clone().unwrap_or(PartitionState {
+        latest_materialization: None,
+        materialization_count: 0,
+        latest_attempt: None,
+        wiped_at_us: None,
+        status: PartitionStatus::Missing,
+    });
+    // A wipe of the whole asset covers partitions first seen after it arrived, too.
+    let asset_wipe = super::assets::get(txn, dep, asset)?.and_then(|r| r.wiped_at.map(|w| w.0));
+    if asset_wipe > s.wiped_at_us {
+        s.wiped_at_us = asset_wipe;
+    }
+    change(&mut s);
+    s.status = resolve(txn, dep, &s)?;
+    let ck = counts_key(dep, asset);
+    let old_status = old.as_ref().map(|o| o.status);
+    if old.is_none() || old_status != Some(s.status) {
+        let mut counts: PartitionCounts = txn.get_as(&ck)?.unwrap_or_default();
+        if let Some(o) = old_status {
+            counts.add(o, -1);
+        } else {
+            counts.known += 1;
+        }
+        counts.add(s.status, 1);
+        txn.put(ck, enc(&counts));
+    }
+    if old.as_ref() != Some(&s) {
+        txn.put(key, enc(&s));
+    }
+    Ok(())
+}
+
+pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
+    let dep = ev.envelope.deployment;
+    let ts = ev.envelope.timestamp_us;
+    match &ev.body {
+        EventBody::AssetMaterialization(a) => {
+            if let Some(p) = &a.partition {
+                let id = intern(txn, dep, &a.asset_key)?;
+                let r = EventRef::of(seq, ev, Some(p.clone()));
+                update(txn, dep, id, p, |s| {
+                    if s.wiped_at_us.is_none_or(|w| ts > w) {
+                        s.latest_materialization = later(s.latest_materialization.take(), r);
+                        s.materialization_count += 1;
+                    }
+                })?;
+            }
+        }
+        EventBody::AssetMaterializationPlanned(p) => {
+            let id = intern(txn, dep, &p.asset_key)?;
+            let parts: Vec<&String> = p.partition.iter().chain(p.partitions.iter()).collect();
+            for part in parts {
+                let r = EventRef::of(seq, ev, Some(part.clone()));
+                if let Some(run) = &ev.envelope.run_id {
+                    txn.put(
+                        K::new(keys::RUN_PLANNED, dep)
+                            .str(run)
+                            .u64(id)
+                            .str(part)
+                            .build(),
+                        Vec::new(),
+                    );
+                }
+                update(txn, dep, id, part, |s| attempt(s, r, AttemptKind::Planned))?;
+            }
+        }
+        EventBody::AssetFailedToMaterialize(f) => {
+            if let Some(p) = &f.partition {
+                let id = intern(txn, dep, &f.asset_key)?;
+                let r = EventRef::of(seq, ev, Some(p.clone()));
+                let kind = AttemptKind::Failed(failed_group(&f.reason));
+                update(txn, dep, id, p, |s| attempt(s, r, kind))?;
+            }
+        }
+        EventBody::AssetWiped(w) => {
+            let id = intern(txn, dep, &w.asset_key)?;
+            let parts: Vec<String> = if w.partition_keys.is_empty() {
+                let prefix = K::new(keys::PARTITION, dep).u64(id).build();
+                txn.scan_prefix(&prefix, false, usize::MAX)?
+                    .iter()
+                    .filter_map(|(k, _)| keys::str_at(k, prefix.len()).map(str::to_string))
+                    .collect()
+            } else {
+                w.partition_keys.clone()
+            };
+            for p in parts {
+                let history = rematerializations(txn, dep, id, &p, ts)?;
+                update(txn, dep, id, &p, |s| {
+                    if s.wiped_at_us.is_none_or(|x| ts > x) {
+                        s.wiped_at_us = Some(ts);
+                        s.latest_materialization = history.0;
+                        s.materialization_count = history.1;
+                    }
+                })?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The latest visible materialization and the count after a wipe at `wiped_us`.
+fn rematerializations(
+    txn: &Txn<'_>,
+    dep: DeploymentId,
+    asset: u64,
+    p: &str,
+    wiped_us: i64,
+) -> Result<(Option<EventRef>, u64)> {
+    let prefix = K::new(keys::PARTITION_MATERIALIZATIONS, dep)
+        .u64(asset)
+        .str(p)
+        .build();
+    let mut latest = None;
+    let mut n = 0;
+    for (_, v) in txn.scan_prefix(&prefix, false, usize::MAX)? {
+        let e: EventRef = super::dec(&v)?;
+        if e.timestamp_us > wiped_us {
+            n += 1;
+            latest = later(latest, e);
+        }
+    }
+    Ok((latest, n))
+}
+
+fn attempt(s: &mut PartitionState, r: EventRef, kind: AttemptKind) {
+    if s.latest_attempt
+        .as_ref()
+        .is_none_or(|(a, _)| r.order() > a.order())
+    {
+        s.latest_attempt = Some((r, kind));
+    }
+}
+
+/// Re-resolve the partitions a run planned, after its status changed.
+pub fn on_run_status(txn: &mut Txn<'_>, dep: DeploymentId, run: &str) -> Result<()> {
+    let prefix = K::new(keys::RUN_PLANNED, dep).str(run).build();
+    for (k, _) in txn.scan_prefix(&prefix, false, usize::MAX)? {
+        let asset = k
+            .get(prefix.len()..prefix.len() + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0);
+        let Some(p) = keys::str_at(&k, prefix.len() + 8).map(str::to_string) else {
+            continue;
+        };
+        update(txn, dep, asset, &p, |_| {})?;
+    }
+    Ok(())
+}
+
+/// Status counts of an asset: one read.
+pub fn counts(rows: &impl Rows, dep: DeploymentId, key: &AssetKey) -> Result<PartitionCounts> {
+    match super::asset_id(rows, dep, key)? {
+        Some(id) => Ok(rows.get_as(&counts_key(dep, id))?.unwrap_or_default()),
+        None => Ok(PartitionCounts::default()),
+    }
+}
+
+/// One partition's state.
+pub fn state(
+    rows: &impl Rows,
+    dep: DeploymentId,
+    key: &AssetKey,
+    partition: &str,
+) -> Result<Option<PartitionState>> {
+    match super::asset_id(rows, dep, key)? {
+        Some(id) => rows.get_as(&state_key(dep, id, partition)),
+        None => Ok(None),
+    }
+}
+
+/// Partitions (key order) with the given status, after `cursor`.
+pub fn by_status(
+    rows: &impl Rows,
+    dep: DeploymentId,
+    key: &AssetKey,
+    status: Option<PartitionStatus>,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, PartitionState)>> {
+    let Some(id) = super::asset_id(rows, dep, key)? else {
+        return Ok(Vec::new());
+    };
+    let prefix = K::new(keys::PARTITION, dep).u64(id).build();
+    let hi = keys::end_of(&prefix);
+    let mut lo = match cursor {
+        Some(c) => {
+            let mut k = state_key(dep, id, c);
+            k.push(0);
+            k
+        }
+        None => prefix.clone(),
+    };
+    let mut out = Vec::new();
+    loop {
+        let page = rows.scan(&lo, &hi, false, 1024)?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        for (k, v) in &page {
+            let s: PartitionState = super::dec(v)?;
+            if status.is_none_or(|st| st == s.status) {
+                out.push((
+                    keys::str_at(k, prefix.len())
+                        .unwrap_or_default()
+                        .to_string(),
+                    s,
+                ));
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+        lo = page
+            .last()
+            .map(|(k, _)| {
+                let mut k = k.clone();
+                k.push(0);
+                k
+            })
+            .unwrap_or(hi.clone());
+    }
+}
+
+/// How many partitions a definition has, when that is knowable without a clock or a
+/// dynamic-partition store (static and multi-dimensional static definitions).
+pub fn defined_count(def: &PartitionsDefinition) -> Option<u64> {
+    match def {
+        PartitionsDefinition::Static { keys } => Some(keys.len() as u64),
+        PartitionsDefinition::Multi { dimensions } => dimensions
+            .iter()
+            .map(|(_, d)| defined_count(d))
+            .try_fold(1u64, |acc, n| n.map(|n| acc * n)),
+        _ => None,
+    }
+}

@@ -1,0 +1,353 @@
+//! Runs: one record per run (status, times, job, tags, partition, backfill, step stats), and
+//! indexes by status and by creation time.
+//!
+//! Status rule (order-independent): once any terminal event (SUCCESS, FAILURE, CANCELED)
+//! is seen, the status is the terminal one with the highest `(timestamp, seq)` and never
+//! goes back; before that, the furthest non-terminal state seen (QUEUED < STARTING <
+//! STARTED < CANCELING). DEQUEUED changes nothing, as in Dagster.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::{self, K};
+use super::{enc, Result, Rows};
+use crate::event::{DeploymentId, Event, EventBody, RunEventKind, Seq, StepEventKind};
+use crate::log::Txn;
+
+/// `DagsterRunStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum RunStatus {
+    NotStarted,
+    Queued,
+    Starting,
+    Started,
+    Canceling,
+    Success,
+    Failure,
+    Canceled,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::NotStarted,
+        RunStatus::Queued,
+        RunStatus::Starting,
+        RunStatus::Started,
+        RunStatus::Canceling,
+        RunStatus::Success,
+        RunStatus::Failure,
+        RunStatus::Canceled,
+    ];
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Success | RunStatus::Failure | RunStatus::Canceled
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::NotStarted => "NOT_STARTED",
+            RunStatus::Queued => "QUEUED",
+            RunStatus::Starting => "STARTING",
+            RunStatus::Started => "STARTED",
+            RunStatus::Canceling => "CANCELING",
+            RunStatus::Success => "SUCCESS",
+            RunStatus::Failure => "FAILURE",
+            RunStatus::Canceled => "CANCELED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RunStatus> {
+        RunStatus::ALL.iter().copied().find(|r| r.as_str() == s)
+    }
+
+    fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// What the runs view keeps per run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub status: RunStatus,
+    /// `(timestamp, seq)` of the terminal event that set the status, if any.
+    pub terminal_at: Option<(i64, Seq)>,
+    pub job_name: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    /// Earliest event time of the run (its creation, as far as assetlog knows).
+    pub created_us: i64,
+    pub start_us: Option<i64>,
+    pub end_us: Option<i64>,
+    pub update_us: i64,
+    pub failure_reason: Option<String>,
+    pub steps_succeeded: u64,
+    pub steps_failed: u64,
+    pub materializations: u64,
+    pub expectations: u64,
+    pub events: u64,
+    /// Per step: (status, start, end, attempts).
+    pub steps: BTreeMap<String, StepStats>,
+    pub first_seq: Seq,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStats {
+    pub status: String,
+    pub start_us: Option<i64>,
+    pub end_us: Option<i64>,
+    pub attempts: u32,
+    pub materializations: u64,
+}
+
+impl RunRecord {
+    pub fn partition(&self) -> Option<&str> {
+        self.tags.get("dagster/partition").map(String::as_str)
+    }
+
+    pub fn backfill_id(&self) -> Option<&str> {
+        self.tags.get("dagster/backfill").map(String::as_str)
+    }
+}
+
+fn run_key(dep: DeploymentId, run: &str) -> Vec<u8> {
+    K::new(keys::RUN, dep).str(run).build()
+}
+
+fn status_key(dep: DeploymentId, r: &RunRecord) -> Vec<u8> {
+    K::new(keys::RUNS_BY_STATUS, dep)
+        .u8(r.status.code())
+        .time(r.created_us)
+        .str(&r.run_id)
+        .build()
+}
+
+fn time_key(dep: DeploymentId, r: &RunRecord) -> Vec<u8> {
+    K::new(keys::RUNS_BY_TIME, dep)
+        .time(r.created_us)
+        .str(&r.run_id)
+        .build()
+}
+
+/// The run record, as the writer sees it now.
+pub fn get(rows: &impl Rows, dep: DeploymentId, run: &str) -> Result<Option<RunRecord>> {
+    rows.get_as(&run_key(dep, run))
+}
+
+pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
+    let Some(run_id) = ev.envelope.run_id.as_deref() else {
+        return Ok(());
+    };
+    let dep = ev.envelope.deployment;
+    let ts = ev.envelope.timestamp_us;
+    let old: Option<RunRecord> = get(txn, dep, run_id)?;
+    let mut r = old.clone().unwrap_or_else(|| RunRecord {
+        run_id: run_id.to_string(),
+        status: RunStatus::NotStarted,
+        terminal_at: None,
+        job_name: None,
+        tags: BTreeMap::new(),
+        created_us: ts,
+        start_us: None,
+        end_us: None,
+        update_us: ts,
+        failure_reason: None,
+        steps_succeeded: 0,
+        steps_failed: 0,
+        materializations: 0,
+        expectations: 0,
+        events: 0,
+        steps: BTreeMap::new(),
+        first_seq: seq,
+    });
+    r.events += 1;
+    r.created_us = r.created_us.min(ts);
+    r.update_us = r.update_us.max(ts);
+    if r.job_name.is_none() {
+        r.job_name = ev.envelope.job_name.clone();
+    }
+    match &ev.body {
+        EventBody::Run(run) => {
+            for (k, v) in &run.tags {
+                r.tags.insert(k.clone(), v.clone());
+            }
+            let next = match run.kind {
+                RunEventKind::Enqueued => Some(RunStatus::Queued),
+                RunEventKind::Dequeued => None,
+                RunEventKind::Starting => Some(RunStatus::Starting),
+                RunEventKind::Start => {
+                    r.start_us = Some(r.start_us.map_or(ts, |s| s.min(ts)));
+                    Some(RunStatus::Started)
+                }
+                RunEventKind::Canceling => Some(RunStatus::Canceling),
+                RunEventKind::Success => Some(RunStatus::Success),
+                RunEventKind::Failure => Some(RunStatus::Failure),
+                RunEventKind::Canceled => Some(RunStatus::Canceled),
+            };
+            if let Some(next) = next {
+                if next.is_finished() {
+                    if r.terminal_at.is_none_or(|at| (ts, seq) > at) {
+                        r.status = next;
+                        r.terminal_at = Some((ts, seq));
+                        r.end_us = Some(ts);
+                        if next == RunStatus::Failure {
+                            r.failure_reason = run.failure_reason.clone();
+                        }
+                    }
+                } else if r.terminal_at.is_none() && next > r.status {
+                    r.status = next;
+                }
+            }
+        }
+        EventBody::Step(s) => {
+            let key = ev.envelope.step_key.clone().unwrap_or_default();
+            let st = r.steps.entry(key).or_insert(StepStats {
+                status: "IN_PROGRESS".into(),
+                start_us: None,
+                end_us: None,
+                attempts: 0,
+                materializations: 0,
+            });
+            match s.kind {
+                StepEventKind::Start | StepEventKind::Restarted => {
+                    st.attempts += 1;
+                    st.start_us = Some(st.start_us.map_or(ts, |x| x.min(ts)));
+                }
+                StepEventKind::Success => {
+                    r.steps_succeeded += 1;
+                    st.status = "SUCCESS".into();
+                    st.end_us = Some(ts);
+                }
+                StepEventKind::Failure => {
+                    r.steps_failed += 1;
+                    st.status = "FAILURE".into();
+                    st.end_us = Some(ts);
+                }
+                StepEventKind::Skipped => {
+                    st.status = "SKIPPED".into();
+                    st.end_us = Some(ts);
+                }
+                StepEventKind::UpForRetry => {}
+            }
+        }
+        EventBody::AssetMaterialization(_) => {
+            r.materializations += 1;
+            if let Some(step) = &ev.envelope.step_key {
+                if let Some(st) = r.steps.get_mut(step) {
+                    st.materializations += 1;
+                }
+            }
+        }
+        EventBody::Engine(e) if e.kind == crate::event::EventType::StepExpectationResult => {
+            r.expectations += 1;
+        }
+        _ => {}
+    }
+    if let Some(old) = &old {
+        if status_key(dep, old) != status_key(dep, &r) {
+            txn.delete(status_key(dep, old));
+        }
+        if time_key(dep, old) != time_key(dep, &r) {
+            txn.delete(time_key(dep, old));
+        }
+    }
+    if old
+        .as_ref()
+        .and_then(|o| o.backfill_id().map(str::to_string))
+        != r.backfill_id().map(str::to_string)
+    {
+        if let Some(b) = r.backfill_id() {
+            txn.put(
+                K::new(keys::BACKFILL_RUNS, dep).str(b).str(run_id).build(),
+                Vec::new(),
+            );
+        }
+    }
+    let status_changed = old.as_ref().map(|o| o.status) != Some(r.status);
+    txn.put(status_key(dep, &r), Vec::new());
+    txn.put(time_key(dep, &r), Vec::new());
+    txn.put(run_key(dep, run_id), enc(&r));
+    if status_changed {
+        // Partitions planned by this run resolve differently now.
+        super::partitions::on_run_status(txn, dep, run_id)?;
+    }
+    Ok(())
+}
+
+/// A filter over runs.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub statuses: Vec<RunStatus>,
+    pub job_name: Option<String>,
+    pub tags: Vec<(String, String)>,
+    pub created_after_us: Option<i64>,
+    pub created_before_us: Option<i64>,
+    pub backfill_id: Option<String>,
+}
+
+impl RunFilter {
+    fn matches(&self, r: &RunRecord) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&r.status))
+            && self
+                .job_name
+                .as_ref()
+                .is_none_or(|j| r.job_name.as_ref() == Some(j))
+            && self.tags.iter().all(|(k, v)| r.tags.get(k) == Some(v))
+            && self.created_after_us.is_none_or(|t| r.created_us > t)
+            && self.created_before_us.is_none_or(|t| r.created_us < t)
+            && self
+                .backfill_id
+                .as_ref()
+                .is_none_or(|b| r.backfill_id() == Some(b.as_str()))
+    }
+}
+
+/// Runs newest first (by creation time), after the `cursor` run if given.
+pub fn list(
+    rows: &impl Rows,
+    dep: DeploymentId,
+    filter: &RunFilter,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Vec<RunRecord>> {
+    let lo = K::new(keys::RUNS_BY_TIME, dep).build();
+    let mut hi = keys::end_of(&lo);
+    if let Some(c) = cursor {
+        if let Some(r) = get(rows, dep, c)? {
+            hi = time_key(dep, &r);
+        }
+    }
+    let mut out = Vec::new();
+    // Walk the time index newest first, in pages, filtering.
+    loop {
+        let page = rows.scan(&lo, &hi, true, 512)?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        for (k, _) in &page {
+            let run = keys::str_at(k, 13).unwrap_or_default();
+            if let Some(r) = get(rows, dep, run)? {
+                if filter.matches(&r) {
+                    out.push(r);
+                    if out.len() >= limit {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        hi = page.last().map(|(k, _)| k.clone()).unwrap_or(lo.clone());
+    }
+}
+
+/// How many runs have each status.
+pub fn count_by_status(rows: &impl Rows, dep: DeploymentId) -> Result<Vec<(RunStatus, usize)>> {
+    let mut out = Vec::new();
+    for s in RunStatus::ALL {
+        let p = K::new(keys::RUNS_BY_STATUS, dep).u8(s.code()).build();
+        out.push((s, rows.scan_prefix(&p, false, usize::MAX)?.len()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,967 @@
+//! Semantics of every view with concrete event sequences, and properties: views after live
+//! ingest equal views after rebuild, read results do not depend on arrival order, and read
+//! functions agree with a small in-memory model.
+
+use std::collections::{BTreeMap, HashMap};
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+use super::*;
+use crate::event::validate::{validate_batch, Limits};
+use crate::event::AssetKey;
+
+fn store() -> (tempfile::TempDir, Arc<Log>) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path(), LogOptions::default(), |_, _| {}).unwrap();
+    (dir, log)
+}
+
+fn events(values: Vec<Value>) -> Vec<Event> {
+    validate_batch(values, 1, &Limits::default()).unwrap()
+}
+
+fn append(log: &Log, values: Vec<Value>) {
+    log.append_blocking(events(values)).unwrap();
+}
+
+fn key(s: &str) -> AssetKey {
+    AssetKey(s.split('/').map(str::to_string).collect())
+}
+
+fn run_ev(id: &str, t: &str, run: &str, ts: i64) -> Value {
+    json!({"id": id, "type": t, "timestamp": ts, "run_id": run})
+}
+
+fn mat(id: &str, asset: &str, ts: i64, run: Option<&str>, partition: Option<&str>) -> Value {
+    let mut v =
+        json!({"id": id, "type": "ASSET_MATERIALIZATION", "timestamp": ts, "asset_key": asset});
+    if let Some(r) = run {
+        v["run_id"] = json!(r);
+    }
+    if let Some(p) = partition {
+        v["partition"] = json!(p);
+    }
+    v
+}
+
+#[test]
+fn run_status_never_leaves_a_terminal_state() {
+    let (_d, log) = store();
+    append(
+        &log,
+        vec![
+            run_ev("1", "RUN_START", "r", 10),
+            run_ev("2", "RUN_SUCCESS", "r", 20),
+            run_ev("3", "RUN_START", "r", 30), // late START after SUCCESS
+            run_ev("4", "RUN_ENQUEUED", "r", 5),
+            run_ev("5", "RUN_STARTED_SOMEHOW", "q", 1),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    let r = runs::get(&rd, 1, "r").unwrap().unwrap();
+    assert_eq!(r.status, runs::RunStatus::Success);
+    assert_eq!((r.start_us, r.end_us), (Some(10_000_000), Some(20_000_000)));
+    assert_eq!(r.created_us, 5_000_000);
+
+    append(
+        &log,
+        vec![
+            run_ev("6", "RUN_STARTED_NOT", "s", 1),
+            run_ev("7", "RUN_START", "s", 10),
+            run_ev("8", "RUN_ENQUEUED", "s", 11),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    assert_eq!(
+        runs::get(&rd, 1, "s").unwrap().unwrap().status,
+        runs::RunStatus::Started,
+        "QUEUED does not undo STARTED"
+    );
+
+    // Two terminal events: the later by timestamp stands, whatever the arrival order.
+    append(
+        &log,
+        vec![
+            run_ev("9", "RUN_FAILURE", "t", 50),
+            run_ev("10", "RUN_SUCCESS", "t", 40),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    assert_eq!(
+        runs::get(&rd, 1, "t").unwrap().unwrap().status,
+        runs::RunStatus::Failure
+    );
+    let listed = runs::list(
+        &rd,
+        1,
+        &runs::RunFilter {
+            statuses: vec![runs::RunStatus::Success],
+            ..Default::default()
+        },
+        None,
+        10,
+    )
+    .unwrap();
+    assert_eq!(
+        listed.iter().map(|r| r.run_id.as_str()).collect::<Vec<_>>(),
+        vec!["r"]
+    );
+}
+
+#[test]
+fn latest_materialization_is_by_time_then_seq() {
+    let (_d, log) = store();
+    append(&log, vec![mat("a", "db/t", 200, Some("r2"), None)]);
+    append(&log, vec![mat("b", "db/t", 100, Some("r1"), None)]); // arrives later, older
+    let rd = Reader::new(&log, 1);
+    let a = assets::by_key(&rd, 1, &key("db/t")).unwrap().unwrap();
+    assert_eq!(a.latest_materialization.as_ref().unwrap().seq, 1);
+    assert_eq!(a.materialization_count, 2);
+    assert_eq!(a.last_run_id(), Some("r2"));
+    let h = materializations::history(
+        &rd,
+        1,
+        &key("db/t"),
+        materializations::Kind::Materializations,
+        &materializations::HistoryQuery {
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        h.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![2, 1],
+        "history is newest first by storage id"
+    );
+}
+
+#[test]
+fn wipe_hides_earlier_events_even_when_they_arrive_late() {
+    let (_d, log) = store();
+    append(
+        &log,
+        vec![
+            mat("a", "x", 100, None, Some("p1")),
+            json!({"id": "w", "type": "ASSET_WIPED", "timestamp": 150, "asset_key": "x"}),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    let a = assets::by_key(&rd, 1, &key("x")).unwrap().unwrap();
+    assert_eq!(
+        (a.materialization_count, a.latest_materialization.is_none()),
+        (0, true)
+    );
+    assert!(
+        assets::list(&rd, 1, &assets::AssetFilter::default(), None, 10)
+            .unwrap()
+            .is_empty(),
+        "wiped assets are hidden"
+    );
+    assert_eq!(
+        partitions::counts(&rd, 1, &key("x")).unwrap().materialized,
+        0
+    );
+    append(
+        &log,
+        vec![
+            mat("late", "x", 120, None, Some("p1")),
+            mat("new", "x", 200, None, Some("p2")),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    let a = assets::by_key(&rd, 1, &key("x")).unwrap().unwrap();
+    assert_eq!(a.materialization_count, 1);
+    assert_eq!(
+        a.latest_materialization.unwrap().partition.as_deref(),
+        Some("p2")
+    );
+    let c = partitions::counts(&rd, 1, &key("x")).unwrap();
+    assert_eq!(c.materialized, 1, "{c:?}");
+    let h = materializations::history(
+        &rd,
+        1,
+        &key("x"),
+        materializations::Kind::Materializations,
+        &materializations::HistoryQuery {
+            limit: 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(h.len(), 1);
+}
+
+#[test]
+fn partition_status_follows_planned_runs_and_materializations() {
+    let (_d, log) = store();
+    let planned = |id: &str, run: &str, p: &str, ts: i64| json!({"id": id, "type": "ASSET_MATERIALIZATION_PLANNED", "timestamp": ts, "run_id": run, "asset_key": "s", "partition": p});
+    append(
+        &log,
+        vec![
+            run_ev("r1s", "RUN_START", "r1", 1),
+            planned("p1", "r1", "2024-01-01", 2),
+            planned("p2", "r1", "2024-01-02", 2),
+            json!({"id": "p3", "type": "ASSET_MATERIALIZATION_PLANNED", "timestamp": 2, "run_id": "r2", "asset_key": "s", "partitions": ["2024-01-03"]}),
+            mat("m1", "s", 3, Some("r1"), Some("2024-01-01")),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    let c = partitions::counts(&rd, 1, &key("s")).unwrap();
+    assert_eq!(
+        (c.known, c.materialized, c.in_progress, c.failed),
+        (3, 1, 2, 0)
+    );
+    append(
+        &log,
+        vec![
+            run_ev("r1f", "RUN_FAILURE", "r1", 4),
+            run_ev("r2s", "RUN_SUCCESS", "r2", 4),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    let c = partitions::counts(&rd, 1, &key("s")).unwrap();
+    assert_eq!(
+        (c.materialized, c.in_progress, c.failed),
+        (1, 0, 1),
+        "r1 failed: 01-02 failed; r2 succeeded without materializing 01-03"
+    );
+    let failed = partitions::by_status(
+        &rd,
+        1,
+        &key("s"),
+        Some(partitions::PartitionStatus::Failed),
+        None,
+        10,
+    )
+    .unwrap();
+    assert_eq!(
+        failed.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+        vec!["2024-01-02"]
+    );
+    // A later materialization clears the failure.
+    append(
+        &log,
+        vec![mat("m2", "s", 5, Some("r3"), Some("2024-01-02"))],
+    );
+    let rd = Reader::new(&log, 1);
+    let c = partitions::counts(&rd, 1, &key("s")).unwrap();
+    assert_eq!((c.materialized, c.failed), (2, 0));
+    // A failure event of the failed group marks the partition failed.
+    append(
+        &log,
+        vec![
+            json!({"id": "f", "type": "ASSET_FAILED_TO_MATERIALIZE", "timestamp": 6, "run_id": "r4", "asset_key": "s", "partition": "2024-01-02", "reason": "COMPUTE_FAILED"}),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    assert_eq!(partitions::counts(&rd, 1, &key("s")).unwrap().failed, 1);
+    let st = partitions::state(&rd, 1, &key("s"), "2024-01-02")
+        .unwrap()
+        .unwrap();
+    assert_eq!(st.latest_materialization.unwrap().seq, 8);
+}
+
+#[test]
+fn checks_resolve_against_their_runs() {
+    let (_d, log) = store();
+    let plan = |id: &str, run: &str, check: &str| json!({"id": id, "type": "ASSET_CHECK_EVALUATION_PLANNED", "timestamp": 1, "run_id": run, "asset_key": "a", "check_name": check});
+    let eval = |id: &str, run: &str, check: &str, passed: bool, ts: i64| json!({"id": id, "type": "ASSET_CHECK_EVALUATION", "timestamp": ts, "run_id": run, "asset_key": "a", "check_name": check, "passed": passed});
+    append(
+        &log,
+        vec![
+            plan("1", "r1", "c1"),
+            eval("2", "r1", "c1", true, 2),
+            plan("3", "r2", "c2"),
+            run_ev("4", "RUN_FAILURE", "r2", 3),
+            plan("5", "r3", "c3"),
+            run_ev("6", "RUN_SUCCESS", "r3", 3),
+            plan("7", "r4", "c4"),
+            run_ev("8", "RUN_START", "r4", 3),
+            eval("9", "r5", "c5", false, 4),
+            plan("10", "r5", "c5"),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    let status = |c: &str| {
+        let e = checks::latest(&rd, 1, &key("a"), c).unwrap().unwrap();
+        checks::resolve(&rd, 1, &e).unwrap()
+    };
+    assert_eq!(status("c1"), checks::ResolvedStatus::Succeeded);
+    assert_eq!(status("c2"), checks::ResolvedStatus::ExecutionFailed);
+    assert_eq!(status("c3"), checks::ResolvedStatus::Skipped);
+    assert_eq!(status("c4"), checks::ResolvedStatus::InProgress);
+    assert_eq!(
+        status("c5"),
+        checks::ResolvedStatus::Failed,
+        "an evaluation before its planned event stands"
+    );
+    assert_eq!(
+        checks::history(&rd, 1, &key("a"), "c1", None, 10)
+            .unwrap()
+            .len(),
+        1,
+        "evaluation updates the planned execution"
+    );
+    assert_eq!(checks::of_asset(&rd, 1, &key("a")).unwrap().len(), 5);
+}
+
+#[test]
+fn lineage_from_definitions_and_columns() {
+    let (_d, log) = store();
+    let defs = |id: &str, ts: i64, assets: Value| json!({"id": id, "type": "DEFINITIONS", "timestamp": ts, "code_location": "loc", "assets": assets});
+    append(
+        &log,
+        vec![defs(
+            "d1",
+            10,
+            json!([
+                {"asset_key": "a"}, {"asset_key": "b", "deps": ["a"]}, {"asset_key": "c", "deps": ["b"]}, {"asset_key": "d", "deps": ["c"], "group_name": "g"}
+            ]),
+        )],
+    );
+    let rd = Reader::new(&log, 1);
+    let t = lineage::traverse(&rd, 1, &key("a"), lineage::Direction::Downstream, 2, 100).unwrap();
+    assert_eq!(t.nodes, vec![(key("b"), 1), (key("c"), 2)]);
+    let t = lineage::traverse(&rd, 1, &key("d"), lineage::Direction::Upstream, 10, 2).unwrap();
+    assert!(t.truncated);
+    assert_eq!(t.nodes.len(), 2);
+    let g = assets::list(
+        &rd,
+        1,
+        &assets::AssetFilter {
+            group: Some("g".into()),
+            ..Default::default()
+        },
+        None,
+        10,
+    )
+    .unwrap();
+    assert_eq!(
+        g.iter().map(|a| a.key.clone()).collect::<Vec<_>>(),
+        vec![key("d")]
+    );
+    // A newer definition replaces the location's edges; an older one arriving late does not.
+    append(
+        &log,
+        vec![
+            defs(
+                "d2",
+                20,
+                json!([{"asset_key": "a"}, {"asset_key": "c", "deps": ["a"]}]),
+            ),
+            defs("d0", 5, json!([{"asset_key": "z", "deps": ["a"]}])),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    let t = lineage::traverse(&rd, 1, &key("a"), lineage::Direction::Downstream, 5, 100).unwrap();
+    assert_eq!(t.nodes, vec![(key("c"), 1)]);
+    assert!(assets::by_key(&rd, 1, &key("b"))
+        .unwrap()
+        .unwrap()
+        .definition
+        .is_none());
+    // Column lineage: the latest by time.
+    let cl = |id: &str, ts: i64, col: &str| {
+        json!({"id": id, "type": "ASSET_MATERIALIZATION", "timestamp": ts, "asset_key": "c",
+        "metadata": {"dagster/column_lineage": {"type": "column_lineage", "deps_by_column": {col: [{"asset_key": "a", "column_name": "x"}]}}}})
+    };
+    append(&log, vec![cl("c2", 30, "new"), cl("c1", 25, "old")]);
+    let rd = Reader::new(&log, 1);
+    let l = lineage::column_lineage(&rd, 1, &key("c")).unwrap().unwrap();
+    assert_eq!(l.lineage.deps_by_column[0].0, "new");
+}
+
+#[test]
+fn schema_history_is_stored_once_per_distinct_schema_and_diffs() {
+    let (_d, log) = store();
+    let sch = |id: &str, ts: i64, cols: Value| {
+        json!({"id": id, "type": "ASSET_MATERIALIZATION", "timestamp": ts, "asset_key": "t",
+        "metadata": {"dagster/column_schema": {"type": "table_schema", "columns": cols}}})
+    };
+    let v1 = json!([{"name": "id", "type": "int", "constraints": {"nullable": false}}, {"name": "name", "type": "text"}]);
+    let v2 = json!([{"name": "id", "type": "bigint", "constraints": {"nullable": false}}, {"name": "email", "type": "text"}]);
+    append(
+        &log,
+        vec![
+            sch("1", 1, v1.clone()),
+            sch("2", 2, v1.clone()),
+            sch("3", 3, v2),
+            sch("4", 4, v1),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    let versions = schema::versions(&rd, 1, &key("t")).unwrap();
+    assert_eq!(versions.len(), 3);
+    assert_eq!(
+        versions[0].hash, versions[2].hash,
+        "the same schema has one hash"
+    );
+    let stored = rd
+        .scan_prefix(&K::new(keys::SCHEMA, 1).build(), false, 100)
+        .unwrap();
+    assert_eq!(stored.len(), 2, "each distinct schema stored once");
+    let a = schema::by_hash(&rd, 1, versions[0].hash).unwrap().unwrap();
+    let b = schema::by_hash(&rd, 1, versions[1].hash).unwrap().unwrap();
+    let d = schema::diff(&a, &b);
+    assert_eq!(
+        d.added.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        vec!["email"]
+    );
+    assert_eq!(
+        d.removed
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["name"]
+    );
+    assert_eq!(d.changed.len(), 1);
+    assert_eq!(
+        (
+            d.changed[0].old_type.as_deref(),
+            d.changed[0].new_type.as_deref()
+        ),
+        (Some("int"), Some("bigint"))
+    );
+    let (cur, _) = schema::current(&rd, 1, &key("t")).unwrap().unwrap();
+    assert_eq!(cur.hash, versions[0].hash);
+}
+
+#[test]
+fn row_counts_and_numeric_series_read_in_time_order() {
+    let (_d, log) = store();
+    let rc = |id: &str, ts: i64, n: i64| {
+        json!({"id": id, "type": "ASSET_MATERIALIZATION", "timestamp": ts, "asset_key": "t", "partition": "p",
+        "metadata": {"dagster/row_count": n, "dagster/partition_row_count": n / 2, "lag": 1.5, "label": "x"}})
+    };
+    append(
+        &log,
+        vec![rc("3", 30, 300), rc("1", 10, 100), rc("2", 20, 200)],
+    );
+    let rd = Reader::new(&log, 1);
+    let s = rowcounts::row_counts(&rd, 1, &key("t"), None, None, None, 100).unwrap();
+    assert_eq!(
+        s.iter().map(|p| p.value).collect::<Vec<_>>(),
+        vec![100.0, 200.0, 300.0]
+    );
+    let s =
+        rowcounts::row_counts(&rd, 1, &key("t"), Some("p"), Some(15_000_000), None, 100).unwrap();
+    assert_eq!(
+        s.iter().map(|p| p.value).collect::<Vec<_>>(),
+        vec![100.0, 150.0]
+    );
+    assert_eq!(rowcounts::labels(&rd, 1, &key("t")).unwrap(), vec!["lag"]);
+    assert_eq!(
+        rowcounts::numeric_series(&rd, 1, &key("t"), "lag", None, None, 10)
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn backfill_progress_from_tagged_runs() {
+    let (_d, log) = store();
+    let tagged = |id: &str, t: &str, run: &str, p: &str| json!({"id": id, "type": t, "timestamp": 2, "run_id": run, "tags": {"dagster/backfill": "bf", "dagster/partition": p}});
+    append(
+        &log,
+        vec![
+            json!({"id": "b", "type": "BACKFILL_CREATED", "timestamp": 1, "backfill_id": "bf", "partition_names": ["p1", "p2"]}),
+            tagged("1", "RUN_START", "r1", "p1"),
+            run_ev("2", "RUN_SUCCESS", "r1", 3),
+            tagged("3", "RUN_START", "r2", "p2"),
+            run_ev("4", "RUN_FAILURE", "r2", 3),
+            json!({"id": "u", "type": "BACKFILL_UPDATED", "timestamp": 5, "backfill_id": "bf", "status": "COMPLETED_FAILED"}),
+            json!({"id": "u0", "type": "BACKFILL_UPDATED", "timestamp": 4, "backfill_id": "bf", "status": "CANCELING"}),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    let b = backfills::get(&rd, 1, "bf").unwrap().unwrap();
+    assert_eq!(b.status, "COMPLETED_FAILED");
+    let p = backfills::progress(&rd, 1, "bf").unwrap();
+    assert_eq!(p.runs_by_status.get("SUCCESS"), Some(&1));
+    assert_eq!(p.runs_by_status.get("FAILURE"), Some(&1));
+    assert_eq!(p.partitions.get("p2"), Some(&"FAILURE"));
+    let r = runs::list(
+        &rd,
+        1,
+        &runs::RunFilter {
+            backfill_id: Some("bf".into()),
+            ..Default::default()
+        },
+        None,
+        10,
+    )
+    .unwrap();
+    assert_eq!(r.len(), 2);
+}
+
+#[test]
+fn views_of_another_version_are_rebuilt_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path(), LogOptions::default(), |_, _| {}).unwrap();
+        append(&log, vec![mat("a", "t", 1, None, None)]);
+        let views = log.db().cf_handle(cf::VIEWS).unwrap();
+        log.db()
+            .put_cf(views, K::global(keys::VERSION).build(), 0u64.to_be_bytes())
+            .unwrap();
+        log.db().delete_cf(views, assets::key_of(1, 1)).unwrap();
+    }
+    let log = open(dir.path(), LogOptions::default(), |_, _| {}).unwrap();
+    let rd = Reader::new(&log, 1);
+    assert_eq!(
+        assets::by_key(&rd, 1, &key("t"))
+            .unwrap()
+            .unwrap()
+            .materialization_count,
+        1
+    );
+}
+
+#[test]
+fn a_million_partition_counts_need_one_read() {
+    // The counts row is one key; reading it does not depend on how many partitions exist.
+    let (_d, log) = store();
+    let batch: Vec<Value> = (0..2000)
+        .map(|i| mat(&format!("m{i}"), "big", i, None, Some(&format!("p{i:07}"))))
+        .collect();
+    append(&log, batch);
+    let rd = Reader::new(&log, 1);
+    let id = asset_id(&rd, 1, &key("big")).unwrap().unwrap();
+    let counts: partitions::PartitionCounts = rd
+        .get_as(&K::new(keys::PARTITION_COUNTS, 1).u64(id).build())
+        .unwrap()
+        .unwrap();
+    assert_eq!((counts.known, counts.materialized), (2000, 2000));
+}
+
+// ---- properties ----------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+enum Op {
+    Run {
+        run: u8,
+        kind: &'static str,
+    },
+    Mat {
+        asset: u8,
+        partition: Option<u8>,
+        run: Option<u8>,
+        rows: u16,
+    },
+    Planned {
+        asset: u8,
+        partition: u8,
+        run: u8,
+    },
+    Wipe {
+        asset: u8,
+    },
+    CheckPlanned {
+        asset: u8,
+        run: u8,
+    },
+    CheckEval {
+        asset: u8,
+        run: u8,
+        passed: bool,
+    },
+    Backfill {
+        id: u8,
+        status: &'static str,
+    },
+    Defs {
+        version: u8,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (
+            0u8..4,
+            prop::sample::select(vec![
+                "RUN_ENQUEUED",
+                "RUN_STARTING",
+                "RUN_START",
+                "RUN_SUCCESS",
+                "RUN_FAILURE",
+                "RUN_CANCELING",
+                "RUN_CANCELED"
+            ])
+        )
+            .prop_map(|(run, kind)| Op::Run { run, kind }),
+        (
+            0u8..3,
+            prop::option::of(0u8..3),
+            prop::option::of(0u8..4),
+            any::<u16>()
+        )
+            .prop_map(|(asset, partition, run, rows)| Op::Mat {
+                asset,
+                partition,
+                run,
+                rows
+            }),
+        (0u8..3, 0u8..3, 0u8..4).prop_map(|(asset, partition, run)| Op::Planned {
+            asset,
+            partition,
+            run
+        }),
+        (0u8..3).prop_map(|asset| Op::Wipe { asset }),
+        (0u8..3, 0u8..4).prop_map(|(asset, run)| Op::CheckPlanned { asset, run }),
+        (0u8..3, 0u8..4, any::<bool>()).prop_map(|(asset, run, passed)| Op::CheckEval {
+            asset,
+            run,
+            passed
+        }),
+        (
+            0u8..2,
+            prop::sample::select(vec!["REQUESTED", "COMPLETED_SUCCESS", "FAILED"])
+        )
+            .prop_map(|(id, status)| Op::Backfill { id, status }),
+        (0u8..3).prop_map(|version| Op::Defs { version }),
+    ]
+}
+
+/// Ops to events with distinct timestamps (so no tie-break by seq is ever needed).
+fn to_events(ops: &[Op]) -> Vec<Value> {
+    ops.iter()
+        .enumerate()
+        .map(|(i, op)| {
+            let ts = 1_000 + i as i64 * 7;
+            let id = format!("e{i}");
+            let asset = |a: &u8| format!("a{a}");
+            match op {
+                Op::Run { run, kind } => json!({"id": id, "type": kind, "timestamp": ts, "run_id": format!("r{run}"),
+                    "tags": {"dagster/backfill": format!("b{}", run % 2)}}),
+                Op::Mat { asset: a, partition, run, rows } => {
+                    let mut v = json!({"id": id, "type": "ASSET_MATERIALIZATION", "timestamp": ts, "asset_key": asset(a),
+                        "metadata": {"dagster/row_count": rows, "dagster/column_schema": {"type": "table_schema", "columns": [{"name": format!("c{}", rows % 3)}]}}});
+                    if let Some(p) = partition { v["partition"] = json!(format!("p{p}")); }
+                    if let Some(r) = run { v["run_id"] = json!(format!("r{r}")); }
+                    v
+                }
+                Op::Planned { asset: a, partition, run } => json!({"id": id, "type": "ASSET_MATERIALIZATION_PLANNED", "timestamp": ts,
+                    "asset_key": asset(a), "partition": format!("p{partition}"), "run_id": format!("r{run}")}),
+                Op::Wipe { asset: a } => json!({"id": id, "type": "ASSET_WIPED", "timestamp": ts, "asset_key": asset(a)}),
+                Op::CheckPlanned { asset: a, run } => json!({"id": id, "type": "ASSET_CHECK_EVALUATION_PLANNED", "timestamp": ts,
+                    "asset_key": asset(a), "check_name": "c", "run_id": format!("r{run}")}),
+                Op::CheckEval { asset: a, run, passed } => json!({"id": id, "type": "ASSET_CHECK_EVALUATION", "timestamp": ts,
+                    "asset_key": asset(a), "check_name": "c", "run_id": format!("r{run}"), "passed": passed}),
+                Op::Backfill { id: b, status } => json!({"id": id, "type": "BACKFILL_CREATED", "timestamp": ts, "backfill_id": format!("b{b}"), "status": status}),
+                Op::Defs { version } => json!({"id": id, "type": "DEFINITIONS", "timestamp": ts, "code_location": "loc",
+                    "assets": (0..3).map(|a| json!({"asset_key": format!("a{a}"), "deps": if a > 0 && (a + version) % 2 == 0 { vec![format!("a{}", a - 1)] } else { vec![] }})).collect::<Vec<_>>()}),
+            }
+        })
+        .collect()
+}
+
+/// What the read functions answer, with seqs replaced by event ids (seqs depend on order).
+fn observe(log: &Log) -> BTreeMap<String, String> {
+    let rd = Reader::new(log, 1);
+    let id_of = |seq: u64| log.get(seq).unwrap().unwrap().envelope.event_id;
+    let mut out = BTreeMap::new();
+    for r in 0..4 {
+        if let Some(run) = runs::get(&rd, 1, &format!("r{r}")).unwrap() {
+            out.insert(
+                format!("run r{r}"),
+                format!(
+                    "{:?} start {:?} end {:?}",
+                    run.status, run.start_us, run.end_us
+                ),
+            );
+        }
+    }
+    for a in 0..3 {
+        let k = key(&format!("a{a}"));
+        if let Some(rec) = assets::by_key(&rd, 1, &k).unwrap() {
+            out.insert(
+                format!("asset a{a}"),
+                format!(
+                    "latest {:?} count {} wiped {:?} obs {}",
+                    rec.latest_materialization.map(|m| id_of(m.seq)),
+                    rec.materialization_count,
+                    rec.wiped_at.map(|w| w.0),
+                    rec.observation_count
+                ),
+            );
+        }
+        out.insert(
+            format!("counts a{a}"),
+            format!("{:?}", partitions::counts(&rd, 1, &k).unwrap()),
+        );
+        for p in 0..3 {
+            if let Some(s) = partitions::state(&rd, 1, &k, &format!("p{p}")).unwrap() {
+                out.insert(format!("partition a{a}/p{p}"), format!("{:?}", s.status));
+            }
+        }
+        if let Some(e) = checks::latest(&rd, 1, &k, "c").unwrap() {
+            out.insert(
+                format!("check a{a}"),
+                format!("{:?}", checks::resolve(&rd, 1, &e).unwrap()),
+            );
+        }
+        let rows: Vec<f64> = rowcounts::row_counts(&rd, 1, &k, None, None, None, 1000)
+            .unwrap()
+            .iter()
+            .map(|p| p.value)
+            .collect();
+        out.insert(format!("rows a{a}"), format!("{rows:?}"));
+        out.insert(
+            format!("schema a{a}"),
+            format!("{:?}", schema::current(&rd, 1, &k).unwrap().map(|(_, s)| s)),
+        );
+        let t = lineage::traverse(&rd, 1, &k, lineage::Direction::Upstream, 5, 100).unwrap();
+        out.insert(format!("upstream a{a}"), format!("{:?}", t.nodes));
+    }
+    for b in 0..2 {
+        if let Some(bf) = backfills::get(&rd, 1, &format!("b{b}")).unwrap() {
+            out.insert(
+                format!("backfill b{b}"),
+                format!(
+                    "{} {:?}",
+                    bf.status,
+                    backfills::progress(&rd, 1, &format!("b{b}")).unwrap()
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// The model: the same semantics computed directly from the events.
+fn model(values: &[Value]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let ts = |v: &Value| v["timestamp"].as_i64().unwrap();
+    // Runs.
+    let mut by_run: HashMap<String, Vec<&Value>> = HashMap::new();
+    for v in values
+        .iter()
+        .filter(|v| v["type"].as_str().unwrap().starts_with("RUN_"))
+    {
+        by_run
+            .entry(v["run_id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(v);
+    }
+    let rank = |t: &str| match t {
+        "RUN_ENQUEUED" => 1,
+        "RUN_STARTING" => 2,
+        "RUN_START" => 3,
+        "RUN_CANCELING" => 4,
+        _ => 0,
+    };
+    let mut status_of: HashMap<String, &'static str> = HashMap::new();
+    for (run, evs) in &by_run {
+        let terminal = evs
+            .iter()
+            .filter(|v| {
+                matches!(
+                    v["type"].as_str().unwrap(),
+                    "RUN_SUCCESS" | "RUN_FAILURE" | "RUN_CANCELED"
+                )
+            })
+            .max_by_key(|v| ts(v));
+        let status = match terminal {
+            Some(t) => match t["type"].as_str().unwrap() {
+                "RUN_SUCCESS" => "Success",
+                "RUN_FAILURE" => "Failure",
+                _ => "Canceled",
+            },
+            None => match evs
+                .iter()
+                .map(|v| rank(v["type"].as_str().unwrap()))
+                .max()
+                .unwrap_or(0)
+            {
+                1 => "Queued",
+                2 => "Starting",
+                3 => "Started",
+                4 => "Canceling",
+                _ => "NotStarted",
+            },
+        };
+        status_of.insert(run.clone(), status);
+    }
+    // Assets: latest materialization after the latest wipe.
+    for a in 0..3 {
+        let name = format!("a{a}");
+        let of_asset: Vec<&Value> = values
+            .iter()
+            .filter(|v| v["asset_key"] == json!(name))
+            .collect();
+        let wipe = of_asset
+            .iter()
+            .filter(|v| v["type"] == "ASSET_WIPED")
+            .map(|v| ts(v))
+            .max();
+        let mats: Vec<&&Value> = of_asset
+            .iter()
+            .filter(|v| v["type"] == "ASSET_MATERIALIZATION" && wipe.is_none_or(|w| ts(v) > w))
+            .collect();
+        let latest = mats
+            .iter()
+            .max_by_key(|v| ts(v))
+            .map(|v| v["id"].as_str().unwrap().to_string());
+        let defined = values.iter().any(|v| v["type"] == "DEFINITIONS");
+        let has_record = defined
+            || of_asset.iter().any(|v| {
+                v["type"] != "ASSET_CHECK_EVALUATION_PLANNED"
+                    && v["type"] != "ASSET_CHECK_EVALUATION"
+            });
+        if has_record {
+            out.insert(
+                format!("asset {name}"),
+                format!("latest {latest:?} count {}", mats.len()),
+            );
+        }
+        // Partitions.
+        let mut counts = (0, 0, 0, 0); // known, materialized, failed, in progress
+        for p in 0..3 {
+            let pn = format!("p{p}");
+            let evs: Vec<&&Value> = of_asset
+                .iter()
+                .filter(|v| v["partition"] == json!(pn))
+                .collect();
+            if evs.is_empty() {
+                continue;
+            }
+            let vis = |v: &&&Value| wipe.is_none_or(|w| ts(v) > w);
+            let m = evs
+                .iter()
+                .filter(|v| v["type"] == "ASSET_MATERIALIZATION" && vis(v))
+                .map(|v| ts(v))
+                .max();
+            let att = evs
+                .iter()
+                .filter(|v| v["type"] == "ASSET_MATERIALIZATION_PLANNED" && vis(v))
+                .max_by_key(|v| ts(v));
+            let mut status = if m.is_some() {
+                "Materialized"
+            } else {
+                "Missing"
+            };
+            if let Some(att) = att {
+                if m.is_none_or(|m| ts(att) > m) {
+                    match status_of
+                        .get(att["run_id"].as_str().unwrap())
+                        .copied()
+                        .unwrap_or("NotStarted")
+                    {
+                        "Failure" => status = "Failed",
+                        "Success" | "Canceled" => {}
+                        _ => status = "InProgress",
+                    }
+                }
+            }
+            counts.0 += 1;
+            match status {
+                "Materialized" => counts.1 += 1,
+                "Failed" => counts.2 += 1,
+                "InProgress" => counts.3 += 1,
+                _ => {}
+            }
+            out.insert(format!("partition {name}/{pn}"), status.to_string());
+        }
+        out.insert(format!("counts {name}"), format!("{counts:?}"));
+    }
+    for (run, s) in status_of {
+        out.insert(format!("run {run}"), s.to_string());
+    }
+    out
+}
+
+/// The parts of [`observe`] that [`model`] also computes, in the model's words.
+fn comparable(observed: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    observed
+        .iter()
+        .filter_map(|(k, v)| {
+            if k.starts_with("run ") {
+                Some((k.clone(), v.split(' ').next().unwrap().to_string()))
+            } else if k.starts_with("asset ") {
+                let parts: Vec<&str> = v.split(' ').collect();
+                let latest = v
+                    .split(" count")
+                    .next()
+                    .unwrap()
+                    .trim_start_matches("latest ")
+                    .to_string();
+                Some((
+                    k.clone(),
+                    format!(
+                        "latest {latest} count {}",
+                        parts[parts.iter().position(|p| *p == "count").unwrap() + 1]
+                    ),
+                ))
+            } else if k.starts_with("partition ") {
+                Some((k.clone(), v.clone()))
+            } else if k.starts_with("counts ") {
+                let c: Vec<u64> = v
+                    .split(|ch: char| !ch.is_ascii_digit())
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().unwrap())
+                    .collect();
+                Some((
+                    k.clone(),
+                    format!("({}, {}, {}, {})", c[0], c[1], c[2], c[3]),
+                ))
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+
+    /// Live views equal rebuilt views byte for byte; shuffled, duplicated, re-batched
+    /// delivery gives the same read results; the reads agree with the model.
+    #[test]
+    fn views_are_a_function_of_the_events(
+        ops in prop::collection::vec(op(), 1..60),
+        shuffle_seed: u64,
+        batch_sizes in prop::collection::vec(1usize..9, 1..20),
+    ) {
+        let values = to_events(&ops);
+
+        // Delivery 1: in order, one batch.
+        let (_d1, log1) = store();
+        append(&log1, values.clone());
+        let live1 = observe(&log1);
+
+        // Delivery 2: shuffled, in random batches, every batch re-sent once.
+        let mut shuffled = values.clone();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(shuffle_seed);
+        rand::seq::SliceRandom::shuffle(shuffled.as_mut_slice(), &mut rng);
+        let (_d2, log2) = store();
+        let mut i = 0;
+        let mut b = 0;
+        while i < shuffled.len() {
+            let n = batch_sizes[b % batch_sizes.len()].min(shuffled.len() - i);
+            let batch = shuffled[i..i + n].to_vec();
+            log2.append_blocking(events(batch.clone())).unwrap();
+            let again = log2.append_blocking(events(batch)).unwrap();
+            prop_assert!(again.iter().all(|a| a.duplicate));
+            i += n;
+            b += 1;
+        }
+        let live2 = observe(&log2);
+        prop_assert_eq!(&live1, &live2, "arrival order changed the answers");
+
+        // Rebuild equals live, byte for byte.
+        let before = dump(&log2).unwrap();
+        rebuild(&log2, |_, _| {}).unwrap();
+        let after = dump(&log2).unwrap();
+        prop_assert!(before == after, "rebuilt views differ from live views");
+
+        // The model agrees.
+        let m = model(&values);
+        let c = comparable(&live1);
+        for (k, v) in &m {
+            prop_assert_eq!(Some(v), c.get(k), "{} disagrees with the model", k);
+        }
+    }
+}
