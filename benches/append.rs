@@ -4,6 +4,8 @@
 //!   (six metadata entries incl. a 10-column schema and a row count).
 //! - `append/concurrent_single/16`: 16 threads each appending one event at a time; group
 //!   commit lets them share fsyncs.
+//! - `append_with_views/batch/1000`: the same, with every projection written in the same
+//!   batch (`projection::open`), measured in the same run for the ratio.
 //! - `rocksdb_raw/batch/1000`: the same encoded bytes written straight to RocksDB in one
 //!   synced `WriteBatch` per 1000 events (log key only, no dedupe or index): the ceiling.
 
@@ -76,6 +78,25 @@ fn bench_append(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_append_with_views(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = assetlog::projection::open(dir.path(), LogOptions::default(), |_, _| {}).unwrap();
+    for _ in 0..20 {
+        log.append_blocking(events(1000)).unwrap();
+    }
+    let mut g = c.benchmark_group("append_with_views");
+    g.measurement_time(Duration::from_secs(8));
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function(BenchmarkId::new("batch", 1000), |b| {
+        b.iter_batched(
+            || events(1000),
+            |evs| log.append_blocking(evs).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
 fn bench_raw_rocksdb(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = rocksdb::Options::default();
@@ -111,5 +132,10 @@ fn bench_raw_rocksdb(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_append, bench_raw_rocksdb);
+criterion_group!(
+    benches,
+    bench_append,
+    bench_append_with_views,
+    bench_raw_rocksdb
+);
 criterion_main!(benches);

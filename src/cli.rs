@@ -40,6 +40,8 @@ pub enum Command {
     Verify,
     /// Drop every view and rebuild them by replaying the log (the server must be stopped)
     Rebuild,
+    /// Print the GraphQL schema (SDL); `schemas/schema.graphql` is this output
+    Schema,
     /// Manage deployments (on a stopped store; a running server has `/api/v1/deployments`)
     #[command(subcommand)]
     Deployment(DeploymentCommand),
@@ -355,6 +357,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 log.last_seq(),
                 log.last_seq() as f64 / secs.max(1e-9)
             );
+            Ok(())
+        }
+        Command::Schema => {
+            print!("{}", crate::api::graphql::schema().sdl());
             Ok(())
         }
         Command::Verify => {

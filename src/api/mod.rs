@@ -8,12 +8,14 @@
 //! | `POST /api/v1/events` | agent, admin | ingest ([`ingest`]) |
 //! | `GET /api/v1/events` | any role | read the caller's deployment's log ([`read`]) |
 //! | `/api/v1/deployments`, `/api/v1/tokens` | admin | manage ([`admin`]) |
+//! | `POST /graphql`, `GET /graphql` (GraphiQL, WebSocket) | any role | queries ([`graphql`]) |
 //!
 //! Every data route is scoped to the deployment of the caller's token. A request may name a
 //! deployment in the `Assetlog-Deployment` header; naming another than the token's is 403.
 
 pub mod admin;
 pub mod error;
+pub mod graphql;
 pub mod ingest;
 pub mod metrics;
 pub mod read;
@@ -42,6 +44,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Set when shutdown begins: `/readyz` turns 503.
     pub draining: Arc<AtomicBool>,
+    pub graphql: graphql::AssetlogSchema,
 }
 
 impl AppState {
@@ -51,6 +54,7 @@ impl AppState {
             log,
             config: Arc::new(config),
             draining: Arc::new(AtomicBool::new(false)),
+            graphql: graphql::schema(),
         }
     }
 }
@@ -74,6 +78,11 @@ pub fn router(state: AppState) -> Router {
             post(admin::create_token).get(admin::list_tokens),
         )
         .route("/api/v1/tokens/{id}", delete(admin::revoke_token))
+        .route(
+            "/graphql",
+            post(graphql::graphql_post).get(graphql::graphql_get),
+        )
+        .route("/graphiql/assets/{file}", get(graphql::graphiql_asset))
         .fallback(|| async { Error::NotFound("no such route".into()) })
         .with_state(state)
 }

@@ -131,9 +131,10 @@ fn cf_options(name: &str) -> Options {
     let mut o = Options::default();
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
     o.set_write_buffer_size(64 << 20);
+    o.set_max_write_buffer_number(4);
     let mut table = BlockBasedOptions::default();
     if name != cf::LOG {
-        // Point lookups (dedupe ids, meta) are mostly misses: a bloom filter answers them.
+        // Point lookups (dedupe ids, view rows) are often misses: a bloom filter answers them.
         table.set_bloom_filter(10.0, false);
     }
     table.set_block_size(16 << 10);
@@ -715,16 +716,21 @@ impl Writer {
         let mut pending: HashMap<Vec<u8>, DedupeEntry> = HashMap::new();
         let mut staged: Vec<Staged> = Vec::with_capacity(group.len());
         let start_seq = self.next_seq;
+        // The requests' events are freed after the replies: dropping thousands of events is
+        // real work that need not delay anyone's acknowledgement.
+        let mut spent: Vec<Vec<Event>> = Vec::with_capacity(group.len());
         for req in group {
             txn.begin();
-            match self.stage(
+            let outcome = self.stage(
                 &req.events,
                 &mut pending,
                 &mut batch,
                 &mut txn,
                 log_cf,
                 index_cf,
-            ) {
+            );
+            spent.push(req.events);
+            match outcome {
                 Ok(result) => staged.push(Staged {
                     reply: req.reply,
                     result,
@@ -750,6 +756,7 @@ impl Writer {
         for s in staged {
             let _ = s.reply.send(Ok(s.result));
         }
+        drop(spent);
     }
 
     /// Stage one request into the batch, all or nothing.

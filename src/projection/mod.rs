@@ -244,6 +244,31 @@ impl Rows for Reader<'_> {
     }
 }
 
+/// A [`Reader`] that owns what it borrows: it can live in a GraphQL request's context.
+pub struct OwnedReader {
+    // Field order matters: `reader` (which borrows the DB inside `_log`) drops first.
+    reader: Reader<'static>,
+    _log: Arc<Log>,
+}
+
+impl OwnedReader {
+    pub fn new(log: Arc<Log>, deployment: DeploymentId) -> OwnedReader {
+        let reader = Reader::new(&log, deployment);
+        // SAFETY: `reader` borrows the `DB` owned (through an `Arc`) by `log`. The `Log` is
+        // heap-allocated and does not move when the `Arc` moves; this struct keeps that
+        // `Arc` alive for as long as `reader` exists, and drops `reader` first (field
+        // order). No reference with the forged lifetime escapes: `reader()` hands it out
+        // tied to `&self`.
+        #[allow(unsafe_code)]
+        let reader = unsafe { std::mem::transmute::<Reader<'_>, Reader<'static>>(reader) };
+        OwnedReader { reader, _log: log }
+    }
+
+    pub fn reader(&self) -> &Reader<'_> {
+        &self.reader
+    }
+}
+
 /// The projector the writer runs: every view's `apply`, in a fixed order.
 #[derive(Default)]
 pub struct Views;

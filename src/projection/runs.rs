@@ -267,8 +267,18 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
         }
     }
     let status_changed = old.as_ref().map(|o| o.status) != Some(r.status);
-    txn.put(status_key(dep, &r), Vec::new());
-    txn.put(time_key(dep, &r), Vec::new());
+    if old
+        .as_ref()
+        .is_none_or(|o| status_key(dep, o) != status_key(dep, &r))
+    {
+        txn.put(status_key(dep, &r), Vec::new());
+    }
+    if old
+        .as_ref()
+        .is_none_or(|o| time_key(dep, o) != time_key(dep, &r))
+    {
+        txn.put(time_key(dep, &r), Vec::new());
+    }
     txn.put(run_key(dep, run_id), enc(&r));
     if status_changed {
         // Partitions planned by this run resolve differently now.

@@ -521,7 +521,7 @@ fn views_of_another_version_are_rebuilt_at_open() {
 }
 
 #[test]
-fn a_million_partition_counts_need_one_read() {
+fn partition_counts_are_one_row_however_many_partitions() {
     // The counts row is one key; reading it does not depend on how many partitions exist.
     let (_d, log) = store();
     let batch: Vec<Value> = (0..2000)
