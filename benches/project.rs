@@ -161,7 +161,10 @@ fn bench_views(c: &mut Criterion) {
     let t = Instant::now();
     projection::rebuild(&log, |_, _| {}).unwrap();
     let secs = t.elapsed().as_secs_f64();
-    println!("rebuild: {total} events in {secs:.1} s ({:.0} events/s)", total as f64 / secs);
+    println!(
+        "rebuild: {total} events in {secs:.1} s ({:.0} events/s)",
+        total as f64 / secs
+    );
     if std::env::var("ASSETLOG_BENCH_REBUILD").is_ok() {
         let mut g = c.benchmark_group("rebuild");
         g.sample_size(10);
