@@ -431,11 +431,15 @@ impl Log {
             }
             let mut batch = WriteBatch::default();
             txn.write_into(&mut batch);
-            self.db.write(batch)?;
+            // No WAL: a replay that dies half-way is simply redone (the views' version
+            // marker is written only after the flush below).
+            let mut wo = WriteOptions::default();
+            wo.disable_wal(true);
+            self.db.write_opt(batch, &wo)?;
             next = events.last().map(|(s, _)| s + 1).unwrap_or(to + 1);
             progress(next - 1);
         }
-        self.db.flush_wal(true)?;
+        self.db.flush_cf(views_cf)?;
         Ok(())
     }
 
