@@ -312,8 +312,7 @@ pub fn validate_event(
             let code_location = f.req_str("code_location")?;
             let version = f.opt_str("version")?;
             let mut assets = Vec::new();
-            for (i, mut a) in f.obj_list("assets")?.into_iter().enumerate() {
-                let _ = i;
+            for mut a in f.obj_list("assets")? {
                 assets.push(AssetDefinition {
                     asset_key: a.req_asset_key("asset_key")?,
                     deps: a.asset_key_list("deps")?,

@@ -58,6 +58,28 @@ pub struct CheckExecution {
     pub description: Option<String>,
 }
 
+impl CheckExecution {
+    fn new(
+        id: Seq,
+        run: Option<&str>,
+        partition: Option<&str>,
+        status: StoredStatus,
+        ts: i64,
+    ) -> Self {
+        CheckExecution {
+            id,
+            run_id: run.map(str::to_string),
+            partition: partition.map(str::to_string),
+            status,
+            severity: None,
+            evaluation_seq: None,
+            evaluated_us: None,
+            timestamp_us: ts,
+            description: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckSummary {
     pub definition: Option<CheckDefinition>,
@@ -156,17 +178,7 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                     }
                     continue;
                 }
-                let e = CheckExecution {
-                    id: seq,
-                    run_id: Some(run.to_string()),
-                    partition: part.map(str::to_string),
-                    status: StoredStatus::Planned,
-                    severity: None,
-                    evaluation_seq: None,
-                    evaluated_us: None,
-                    timestamp_us: ts,
-                    description: None,
-                };
+                let e = CheckExecution::new(seq, Some(run), part, StoredStatus::Planned, ts);
                 txn.put(rk, seq.to_be_bytes().to_vec());
                 txn.put(exec_key(dep, asset, &p.check_name, seq, part), enc(&e));
                 touch_summary(txn, dep, asset, &p.check_name, &e, false)?;
@@ -200,28 +212,10 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                         id,
                         c.partition.as_deref(),
                     ))?
-                    .unwrap_or(CheckExecution {
-                        id,
-                        run_id: run.map(str::to_string),
-                        partition: c.partition.clone(),
-                        status,
-                        severity: None,
-                        evaluation_seq: None,
-                        evaluated_us: None,
-                        timestamp_us: ts,
-                        description: None,
+                    .unwrap_or_else(|| {
+                        CheckExecution::new(id, run, c.partition.as_deref(), status, ts)
                     }),
-                None => CheckExecution {
-                    id: seq,
-                    run_id: run.map(str::to_string),
-                    partition: c.partition.clone(),
-                    status,
-                    severity: None,
-                    evaluation_seq: None,
-                    evaluated_us: None,
-                    timestamp_us: ts,
-                    description: None,
-                },
+                None => CheckExecution::new(seq, run, c.partition.as_deref(), status, ts),
             };
             // Of two evaluations for one execution, the later (timestamp, seq) stands.
             let newer = match (e.evaluated_us, e.evaluation_seq) {

@@ -275,7 +275,6 @@ pub struct Views;
 
 impl Projector for Views {
     fn apply(&mut self, txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
-        let dep = ev.envelope.deployment;
         // Runs first: partitions and checks resolve against run status.
         runs::apply(txn, seq, ev)?;
         match &ev.body {
@@ -304,7 +303,6 @@ impl Projector for Views {
             }
             _ => {}
         }
-        let _ = dep;
         txn.put(
             K::global(keys::APPLIED_SEQ).build(),
             seq.to_be_bytes().to_vec(),

@@ -3,8 +3,6 @@
 //! observations and definitions. The current schema is the latest entry; versions are the
 //! history with consecutive repeats collapsed; [`diff`] compares two versions structurally.
 
-use serde::{Deserialize, Serialize};
-
 use super::keys::{self, K};
 use super::{enc, intern, Result, Rows};
 use crate::event::{AssetKey, DeploymentId, Event, EventBody, Seq, TableColumn, TableSchema};
@@ -184,10 +182,4 @@ pub fn diff(old: &TableSchema, new: &TableSchema) -> SchemaDiff {
         d.table_constraints = Some((old.constraints.clone(), new.constraints.clone()));
     }
     d
-}
-
-/// Serializable form for callers that want to cache a version list.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VersionRef {
-    pub hash: u64,
 }

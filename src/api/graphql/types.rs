@@ -4,7 +4,7 @@
 use async_graphql::{ComplexObject, Context, Enum, Object, Result, SimpleObject, Union};
 
 use super::{ctx, page_limit, Ctx};
-use crate::event::{self, json::format_timestamp, AssetKey, MetadataValue};
+use crate::event::{self, AssetKey, MetadataValue};
 use crate::projection::{
     self, checks, lineage, materializations, partitions, rowcounts, runs, schema, EventRef,
 };
@@ -1358,9 +1358,4 @@ impl Backfill {
             })
             .collect())
     }
-}
-
-/// A timestamp in RFC 3339, for human-facing fields.
-pub fn rfc3339(us: i64) -> String {
-    format_timestamp(us)
 }
