@@ -229,7 +229,7 @@ pub fn list(
     }
     let prefix = prefix.build();
     let hi = keys::end_of(&prefix);
-    let mut lo = match cursor {
+    let lo = match cursor {
         // Just after the cursor's key: append a byte that sorts after nothing it could hold.
         Some(c) => {
             let mut k = K::new(keys::ASSET_ID, dep).asset_key(c).build();
@@ -239,31 +239,15 @@ pub fn list(
         None => prefix.clone(),
     };
     let mut out = Vec::new();
-    loop {
-        let page = rows.scan(&lo, &hi, false, 512)?;
-        if page.is_empty() {
-            return Ok(out);
-        }
-        let ids: Vec<u64> = page.iter().map(|(_, v)| keys::tail_u64(v)).collect();
-        for id in ids {
-            if let Some(r) = get(rows, dep, id)? {
-                if filter.matches(&r) {
-                    out.push(r);
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                }
+    rows.walk(&lo, &hi, false, |_, v| {
+        if let Some(r) = get(rows, dep, keys::tail_u64(v))? {
+            if filter.matches(&r) {
+                out.push(r);
             }
         }
-        lo = page
-            .last()
-            .map(|(k, _)| {
-                let mut k = k.clone();
-                k.push(0);
-                k
-            })
-            .unwrap_or(hi.clone());
-    }
+        Ok(out.len() < limit)
+    })?;
+    Ok(out)
 }
 
 /// One asset by key.

@@ -131,6 +131,39 @@ pub trait Rows {
         }
     }
 
+    /// Visit every row with `lo <= key < hi` in order (fetched in pages), until `visit`
+    /// returns `false`.
+    fn walk(
+        &self,
+        lo: &[u8],
+        hi: &[u8],
+        reverse: bool,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        const PAGE: usize = 512;
+        let (mut lo, mut hi) = (lo.to_vec(), hi.to_vec());
+        loop {
+            let page = self.scan(&lo, &hi, reverse, PAGE)?;
+            for (k, v) in &page {
+                if !visit(k, v)? {
+                    return Ok(());
+                }
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == PAGE => {
+                    if reverse {
+                        hi = last.clone();
+                    } else {
+                        // The smallest key after `last`.
+                        lo = last.clone();
+                        lo.push(0);
+                    }
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+
     fn scan_prefix(
         &self,
         prefix: &[u8],

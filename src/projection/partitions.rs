@@ -320,7 +320,7 @@ pub fn by_status(
     };
     let prefix = K::new(keys::PARTITION, dep).u64(id).build();
     let hi = keys::end_of(&prefix);
-    let mut lo = match cursor {
+    let lo = match cursor {
         Some(c) => {
             let mut k = state_key(dep, id, c);
             k.push(0);
@@ -329,34 +329,15 @@ pub fn by_status(
         None => prefix.clone(),
     };
     let mut out = Vec::new();
-    loop {
-        let page = rows.scan(&lo, &hi, false, 1024)?;
-        if page.is_empty() {
-            return Ok(out);
+    rows.walk(&lo, &hi, false, |k, v| {
+        let s: PartitionState = super::dec(v)?;
+        if status.is_none_or(|st| st == s.status) {
+            let partition = keys::str_at(k, prefix.len()).unwrap_or_default();
+            out.push((partition.to_string(), s));
         }
-        for (k, v) in &page {
-            let s: PartitionState = super::dec(v)?;
-            if status.is_none_or(|st| st == s.status) {
-                out.push((
-                    keys::str_at(k, prefix.len())
-                        .unwrap_or_default()
-                        .to_string(),
-                    s,
-                ));
-                if out.len() >= limit {
-                    return Ok(out);
-                }
-            }
-        }
-        lo = page
-            .last()
-            .map(|(k, _)| {
-                let mut k = k.clone();
-                k.push(0);
-                k
-            })
-            .unwrap_or(hi.clone());
-    }
+        Ok(out.len() < limit)
+    })?;
+    Ok(out)
 }
 
 /// How many partitions a definition has, when that is knowable without a clock or a

@@ -331,25 +331,17 @@ pub fn list(
         }
     }
     let mut out = Vec::new();
-    // Walk the time index newest first, in pages, filtering.
-    loop {
-        let page = rows.scan(&lo, &hi, true, 512)?;
-        if page.is_empty() {
-            return Ok(out);
-        }
-        for (k, _) in &page {
-            let run = keys::str_at(k, 13).unwrap_or_default();
-            if let Some(r) = get(rows, dep, run)? {
-                if filter.matches(&r) {
-                    out.push(r);
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                }
+    // The time index, newest first.
+    rows.walk(&lo, &hi, true, |k, _| {
+        let run = keys::str_at(k, 13).unwrap_or_default();
+        if let Some(r) = get(rows, dep, run)? {
+            if filter.matches(&r) {
+                out.push(r);
             }
         }
-        hi = page.last().map(|(k, _)| k.clone()).unwrap_or(lo.clone());
-    }
+        Ok(out.len() < limit)
+    })?;
+    Ok(out)
 }
 
 /// How many runs have each status.

@@ -535,6 +535,27 @@ fn partition_counts_are_one_row_however_many_partitions() {
         .unwrap()
         .unwrap();
     assert_eq!((counts.known, counts.materialized), (2000, 2000));
+    // Listing walks past the 512-row scan pages without gaps or repeats, from any cursor.
+    let all = partitions::by_status(&rd, 1, &key("big"), None, None, 5000).unwrap();
+    let names: Vec<String> = all.iter().map(|(p, _)| p.clone()).collect();
+    assert_eq!(
+        names,
+        (0..2000).map(|i| format!("p{i:07}")).collect::<Vec<_>>()
+    );
+    let after = partitions::by_status(
+        &rd,
+        1,
+        &key("big"),
+        Some(partitions::PartitionStatus::Materialized),
+        Some("p0000511"),
+        600,
+    )
+    .unwrap();
+    assert_eq!(after.len(), 600);
+    assert_eq!(
+        (after[0].0.as_str(), after[599].0.as_str()),
+        ("p0000512", "p0001111")
+    );
 }
 
 // ---- properties ----------------------------------------------------------------------
