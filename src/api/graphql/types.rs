@@ -1090,7 +1090,9 @@ fn walk(
 
 // ---- runs and backfills ---------------------------------------------------------------
 
+/// `DagsterRunStatus`, the same enum the runs view keeps.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "runs::RunStatus")]
 pub enum RunStatus {
     NotStarted,
     Queued,
@@ -1100,36 +1102,6 @@ pub enum RunStatus {
     Success,
     Failure,
     Canceled,
-}
-
-impl From<runs::RunStatus> for RunStatus {
-    fn from(s: runs::RunStatus) -> Self {
-        match s {
-            runs::RunStatus::NotStarted => RunStatus::NotStarted,
-            runs::RunStatus::Queued => RunStatus::Queued,
-            runs::RunStatus::Starting => RunStatus::Starting,
-            runs::RunStatus::Started => RunStatus::Started,
-            runs::RunStatus::Canceling => RunStatus::Canceling,
-            runs::RunStatus::Success => RunStatus::Success,
-            runs::RunStatus::Failure => RunStatus::Failure,
-            runs::RunStatus::Canceled => RunStatus::Canceled,
-        }
-    }
-}
-
-impl From<RunStatus> for runs::RunStatus {
-    fn from(s: RunStatus) -> Self {
-        match s {
-            RunStatus::NotStarted => runs::RunStatus::NotStarted,
-            RunStatus::Queued => runs::RunStatus::Queued,
-            RunStatus::Starting => runs::RunStatus::Starting,
-            RunStatus::Started => runs::RunStatus::Started,
-            RunStatus::Canceling => runs::RunStatus::Canceling,
-            RunStatus::Success => runs::RunStatus::Success,
-            RunStatus::Failure => runs::RunStatus::Failure,
-            RunStatus::Canceled => runs::RunStatus::Canceled,
-        }
-    }
 }
 
 #[derive(SimpleObject)]
