@@ -40,6 +40,9 @@ pub enum Command {
     Verify,
     /// Drop every view and rebuild them by replaying the log (the server must be stopped)
     Rebuild,
+    /// Export the log and the views as Parquet files with a manifest (on a stopped store;
+    /// a running server has `GET /api/v1/export/{table}.parquet`)
+    Export(ExportArgs),
     /// Print the GraphQL schema (SDL); `schemas/schema.graphql` is this output
     Schema,
     /// Manage deployments (on a stopped store; a running server has `/api/v1/deployments`)
@@ -148,6 +151,33 @@ pub struct LogArgs {
     /// Deployment whose events to print (all deployments when omitted, except with --run)
     #[arg(long)]
     pub deployment: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Directory to write: one sub-directory of Parquet files per table, and manifest.json
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Tables to export, comma-separated [default: all: events, runs, materializations,
+    /// observations, row_counts, asset_checks, lineage_edges, column_schemas, backfills]
+    #[arg(long, value_delimiter = ',', value_parser = parse_table)]
+    pub tables: Option<Vec<crate::export::Table>>,
+    /// Export only events after this sequence number (and the entities they touched)
+    #[arg(long, conflicts_with = "incremental")]
+    pub since: Option<u64>,
+    /// Continue the export in --out from where its manifest ends
+    #[arg(long)]
+    pub incremental: bool,
+    /// Export only this deployment [default: all deployments]
+    #[arg(long)]
+    pub deployment: Option<String>,
+}
+
+fn parse_table(s: &str) -> Result<crate::export::Table, String> {
+    crate::export::Table::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = crate::export::Table::ALL.iter().map(|t| t.name()).collect();
+        format!("unknown table {s:?}; tables are {}", names.join(", "))
+    })
 }
 
 /// Parse arguments, run, and map errors to an exit code.
@@ -357,6 +387,49 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 log.last_seq(),
                 log.last_seq() as f64 / secs.max(1e-9)
             );
+            Ok(())
+        }
+        Command::Export(args) => {
+            telemetry::init(log_format.unwrap_or_default());
+            let log = open(&data_dir.unwrap_or_else(default_dir), LogOptions::default())?;
+            let req = crate::export::dir::Request {
+                out: args.out,
+                tables: args.tables,
+                since: args.since,
+                incremental: args.incremental,
+                deployment: args.deployment,
+            };
+            let mut bar: Option<indicatif::ProgressBar> = None;
+            let started = std::time::Instant::now();
+            let outcome = crate::export::dir::export_dir(&log, &req, &mut |seq, until| {
+                bar.get_or_insert_with(|| progress_bar(until, "exporting"))
+                    .set_position(seq);
+            })?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
+            match outcome {
+                crate::export::dir::Outcome::UpToDate(seq) => {
+                    println!("up to date: {} already holds seq {seq}", req.out.display());
+                }
+                crate::export::dir::Outcome::Exported(info) => {
+                    let secs = started.elapsed().as_secs_f64();
+                    println!(
+                        "exported seq {}..={} in {secs:.2} s ({:.0} events/s)",
+                        info.since + 1,
+                        info.until,
+                        (info.until - info.since) as f64 / secs.max(1e-9)
+                    );
+                    for f in &info.files {
+                        println!(
+                            "{}\t{}\t{} rows",
+                            f.table,
+                            req.out.join(&f.path).display(),
+                            f.rows
+                        );
+                    }
+                }
+            }
             Ok(())
         }
         Command::Schema => {

@@ -15,6 +15,8 @@
 //!   sequence numbers, run index, tail notifications, the DB format version.
 //! - [`config`]: configuration (defaults < TOML file < `ASSETLOG_*` env < flags).
 //! - [`telemetry`]: tracing setup (text or JSON logs).
+//! - [`projection`]: the views, rebuildable from the log.
+//! - [`export`]: Parquet export of the log and the views.
 //! - [`api`]: the HTTP server (axum): health, readiness, and the APIs built on the log.
 //! - [`cli`]: the `assetlog` command line.
 //!
@@ -38,6 +40,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod export;
 pub mod log;
 pub mod projection;
 pub mod telemetry;

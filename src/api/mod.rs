@@ -7,6 +7,7 @@
 //! | `GET /metrics` | anyone | Prometheus text |
 //! | `POST /api/v1/events` | agent, admin | ingest ([`ingest`]) |
 //! | `GET /api/v1/events` | any role | read the caller's deployment's log ([`read`]) |
+//! | `GET /api/v1/export/{table}.parquet` | any role | Parquet export ([`export`]) |
 //! | `/api/v1/deployments`, `/api/v1/tokens` | admin | manage ([`admin`]) |
 //! | `POST /graphql`, `GET /graphql` (GraphiQL, WebSocket) | any role | queries ([`graphql`]) |
 //!
@@ -15,6 +16,7 @@
 
 pub mod admin;
 pub mod error;
+pub mod export;
 pub mod graphql;
 pub mod ingest;
 pub mod metrics;
@@ -69,6 +71,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/events",
             post(ingest::post_events).get(read::get_events),
         )
+        .route("/api/v1/export/{file}", get(export::get_table))
         .route(
             "/api/v1/deployments",
             post(admin::create_deployment).get(admin::list_deployments),

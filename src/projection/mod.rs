@@ -225,6 +225,47 @@ impl<'a> Reader<'a> {
         ro
     }
 
+    /// The exact log position of the snapshot: its last stored seq (0 when empty).
+    /// `at_seq` may lag it by the commits that landed between reading it and the snapshot.
+    pub fn position(&self) -> Result<Seq> {
+        let log_cf = self.db.cf_handle(cf::LOG).expect("created at open");
+        let mut ro = self.read_opts();
+        ro.set_iterate_upper_bound(vec![log::keys::LOG + 1]);
+        let mut it = self.db.raw_iterator_cf_opt(log_cf, ro);
+        it.seek_to_last();
+        let seq = it.key().and_then(log::keys::log_seq).unwrap_or(0);
+        it.status()?;
+        Ok(seq)
+    }
+
+    /// Visit stored events with `from <= seq <= to` at this snapshot, undecoded, in order,
+    /// until `visit` returns false.
+    pub fn scan_log<E: From<log::Error>>(
+        &self,
+        from: Seq,
+        to: Seq,
+        mut visit: impl FnMut(Seq, &[u8]) -> std::result::Result<bool, E>,
+    ) -> std::result::Result<(), E> {
+        let log_cf = self.db.cf_handle(cf::LOG).expect("created at open");
+        let mut ro = self.read_opts();
+        ro.set_iterate_upper_bound(log::keys::log(to.saturating_add(1)).to_vec());
+        ro.fill_cache(false);
+        ro.set_readahead_size(4 << 20);
+        let mut it = self.db.raw_iterator_cf_opt(log_cf, ro);
+        it.seek(log::keys::log(from));
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            let Some(seq) = log::keys::log_seq(k) else {
+                break;
+            };
+            if seq > to || !visit(seq, v)? {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status().map_err(log::Error::from)?;
+        Ok(())
+    }
+
     /// Events by seq from the log, at this snapshot.
     pub fn events(&self, seqs: &[Seq]) -> Result<Vec<Event>> {
         let log_cf = self.db.cf_handle(cf::LOG).expect("created at open");
