@@ -44,7 +44,12 @@ pub enum Command {
     /// a running server has `GET /api/v1/export/{table}.parquet`)
     Export(ExportArgs),
     /// Print the GraphQL schema (SDL); `schemas/schema.graphql` is this output
-    Schema,
+    Schema {
+        /// Instead, write the Parquet export's table schemas as JSON into this directory
+        /// (`schemas/parquet`)
+        #[arg(long)]
+        parquet: Option<PathBuf>,
+    },
     /// Manage deployments (on a stopped store; a running server has `/api/v1/deployments`)
     #[command(subcommand)]
     Deployment(DeploymentCommand),
@@ -432,8 +437,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Schema => {
+        Command::Schema { parquet: None } => {
             print!("{}", crate::api::graphql::schema().sdl());
+            Ok(())
+        }
+        Command::Schema { parquet: Some(dir) } => {
+            crate::export::docs::write_all(&dir)?;
+            println!("wrote {}", dir.display());
             Ok(())
         }
         Command::Verify => {

@@ -12,6 +12,7 @@
 
 pub mod columns;
 pub mod dir;
+pub mod docs;
 pub mod tables;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -541,3 +542,6 @@ fn export_backfills<W: Write + Send>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -481,4 +481,4 @@ pub fn dump(log: &Log) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -561,7 +561,7 @@ fn partition_counts_are_one_row_however_many_partitions() {
 // ---- properties ----------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(crate) enum Op {
     Run {
         run: u8,
         kind: &'static str,
@@ -598,7 +598,7 @@ enum Op {
     },
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(crate) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (
             0u8..4,
@@ -647,7 +647,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// Ops to events with distinct timestamps (so no tie-break by seq is ever needed).
-fn to_events(ops: &[Op]) -> Vec<Value> {
+pub(crate) fn to_events(ops: &[Op]) -> Vec<Value> {
     ops.iter()
         .enumerate()
         .map(|(i, op)| {

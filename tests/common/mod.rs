@@ -11,6 +11,14 @@ use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_assetlog");
 
+/// The Python with the test clients installed (`tools/test` makes `.venv`);
+/// `ASSETLOG_TEST_PYTHON` overrides it.
+pub fn python() -> std::path::PathBuf {
+    std::env::var_os("ASSETLOG_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
+}
+
 /// A running `assetlog serve` child process.
 pub struct Server {
     pub child: Child,
