@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use assetlog::event::json::to_json;
+use assetlog::event::json::{metadata, to_json, write_metadata};
 use assetlog::event::validate::{parse_body, validate_batch, Limits};
 use assetlog::event::{EventBody, EventType};
 use assetlog::log::codec::encode_event;
@@ -33,6 +33,17 @@ fn examples() -> Vec<(String, Vec<u8>)> {
     out
 }
 
+fn metadata_of(body: &EventBody) -> Option<&assetlog::event::Metadata> {
+    match body {
+        EventBody::AssetMaterialization(a) | EventBody::AssetObservation(a) => Some(&a.metadata),
+        EventBody::AssetFailedToMaterialize(f) => Some(&f.metadata),
+        EventBody::AssetCheckEvaluation(c) => Some(&c.metadata),
+        EventBody::Engine(e) => Some(&e.metadata),
+        EventBody::Definitions(d) => d.assets.first().map(|a| &a.metadata),
+        _ => None,
+    }
+}
+
 fn errors(v: &jsonschema::Validator, instance: &Value) -> Vec<String> {
     v.iter_errors(instance)
         .map(|e| format!("{} at {}", e, e.instance_path))
@@ -55,6 +66,16 @@ fn examples_are_valid_parse_and_round_trip() {
             covered.insert(ev.event_type());
             if matches!(ev.body, EventBody::Unknown(_)) {
                 unknown += 1;
+            }
+            if let Some(md) = metadata_of(&ev.body) {
+                let mut fast = Vec::new();
+                write_metadata(md, &mut fast);
+                let fast: Value = serde_json::from_slice(&fast).unwrap();
+                assert_eq!(
+                    fast,
+                    metadata(md),
+                    "{name}: write_metadata differs from metadata"
+                );
             }
             let rendered = to_json(ev);
             let errs = errors(&validator, &Value::Array(vec![rendered.clone()]));

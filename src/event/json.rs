@@ -421,3 +421,200 @@ pub fn to_json(e: &Event) -> Value {
     }
     Value::Object(m)
 }
+
+/// Metadata as native JSON text, written straight from the typed values (no intermediate
+/// [`Value`] tree): the same JSON as [`metadata`], for hot paths such as the export.
+pub fn write_metadata(md: &Metadata, out: &mut Vec<u8>) {
+    let mut ser = serde_json::Serializer::new(out);
+    // Serializing plain strings, numbers and maps into a Vec cannot fail.
+    serde::Serialize::serialize(&MetadataJson(md), &mut ser).expect("metadata JSON into a Vec");
+}
+
+struct MetadataJson<'a>(&'a Metadata);
+struct ValueJson<'a>(&'a MetadataValue);
+struct ColumnJson<'a>(&'a TableColumn);
+struct TagsJson<'a>(&'a [(String, String)]);
+struct LineageJson<'a>(&'a ColumnLineage);
+struct RefJson<'a>(&'a CodeReference);
+
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+
+impl Serialize for MetadataJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0 .0.len()))?;
+        for e in &self.0 .0 {
+            m.serialize_entry(&e.label, &ValueJson(&e.value))?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for TagsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for ColumnJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let c = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("name", &c.name)?;
+        m.serialize_entry("type", &c.data_type)?;
+        m.serialize_entry(
+            "constraints",
+            &json_constraints(c.nullable, c.unique, &c.other_constraints),
+        )?;
+        if let Some(d) = &c.description {
+            m.serialize_entry("description", d)?;
+        }
+        if !c.tags.is_empty() {
+            m.serialize_entry("tags", &TagsJson(&c.tags))?;
+        }
+        m.end()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct Constraints<'a> {
+    nullable: bool,
+    unique: bool,
+    other: &'a [String],
+}
+
+fn json_constraints(nullable: bool, unique: bool, other: &[String]) -> Constraints<'_> {
+    Constraints {
+        nullable,
+        unique,
+        other,
+    }
+}
+
+struct Columns<'a>(&'a [TableColumn]);
+
+impl Serialize for Columns<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut q = s.serialize_seq(Some(self.0.len()))?;
+        for c in self.0 {
+            q.serialize_element(&ColumnJson(c))?;
+        }
+        q.end()
+    }
+}
+
+impl Serialize for LineageJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Dep<'a> {
+            asset_key: &'a [String],
+            column_name: &'a str,
+        }
+        let mut m = s.serialize_map(Some(self.0.deps_by_column.len()))?;
+        for (c, deps) in &self.0.deps_by_column {
+            let deps: Vec<Dep> = deps
+                .iter()
+                .map(|d| Dep {
+                    asset_key: &d.asset_key.0,
+                    column_name: &d.column_name,
+                })
+                .collect();
+            m.serialize_entry(c, &deps)?;
+        }
+        m.end()
+    }
+}
+
+impl Serialize for RefJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        match self.0 {
+            CodeReference::LocalFile {
+                file_path,
+                line_number,
+                label,
+            } => {
+                m.serialize_entry("file_path", file_path)?;
+                if let Some(l) = line_number {
+                    m.serialize_entry("line_number", l)?;
+                }
+                if let Some(l) = label {
+                    m.serialize_entry("label", l)?;
+                }
+            }
+            CodeReference::Url { url, label } => {
+                m.serialize_entry("url", url)?;
+                if let Some(l) = label {
+                    m.serialize_entry("label", l)?;
+                }
+            }
+        }
+        m.end()
+    }
+}
+
+impl Serialize for ValueJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("type", v.kind())?;
+        match v {
+            MetadataValue::Text(x)
+            | MetadataValue::Url(x)
+            | MetadataValue::Path(x)
+            | MetadataValue::Notebook(x)
+            | MetadataValue::Markdown(x)
+            | MetadataValue::BigInt(x) => m.serialize_entry("value", x)?,
+            MetadataValue::Int(i) => m.serialize_entry("value", i)?,
+            MetadataValue::Float(Some(f)) if f.is_finite() => m.serialize_entry("value", f)?,
+            MetadataValue::Float(None) => m.serialize_entry("value", &())?,
+            MetadataValue::Bool(b) => m.serialize_entry("value", b)?,
+            MetadataValue::Timestamp(t) => m.serialize_entry("value", t)?,
+            MetadataValue::DagsterRun { run_id } => m.serialize_entry("run_id", run_id)?,
+            MetadataValue::Asset(k) => m.serialize_entry("asset_key", &k.0)?,
+            MetadataValue::TableSchema(x) => {
+                m.serialize_entry("columns", &Columns(&x.columns))?;
+                m.serialize_entry("constraints", &x.constraints)?;
+            }
+            MetadataValue::ColumnLineage(l) => {
+                m.serialize_entry("deps_by_column", &LineageJson(l))?
+            }
+            MetadataValue::CodeReferences(refs) => {
+                let refs: Vec<RefJson> = refs.iter().map(RefJson).collect();
+                m.serialize_entry("code_references", &refs)?;
+            }
+            MetadataValue::Pool(p) => m.serialize_entry("pool", p)?,
+            MetadataValue::CodeLocationReconstruction(d) => m.serialize_entry("data", d)?,
+            MetadataValue::Null => {}
+            MetadataValue::PythonArtifact { module, name } => {
+                m.serialize_entry("module", module)?;
+                m.serialize_entry("name", name)?;
+            }
+            MetadataValue::DagsterJob {
+                job_name,
+                location_name,
+                repository_name,
+            } => {
+                m.serialize_entry("job_name", job_name)?;
+                if let Some(l) = location_name {
+                    m.serialize_entry("location_name", l)?;
+                }
+                if let Some(r) = repository_name {
+                    m.serialize_entry("repository_name", r)?;
+                }
+            }
+            // Rare kinds (free JSON, table records, NaN and infinities): through the tree.
+            MetadataValue::Json(_) | MetadataValue::Float(_) | MetadataValue::Table { .. } => {
+                if let Value::Object(o) = metadata_value(v) {
+                    for (k, x) in o.iter().filter(|(k, _)| k.as_str() != "type") {
+                        m.serialize_entry(k, x)?;
+                    }
+                }
+            }
+        }
+        m.end()
+    }
+}

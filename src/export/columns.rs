@@ -102,20 +102,30 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(kind: Kind) -> Builder {
+    /// A builder with room for `rows` values and `bytes` bytes of strings, so that filling
+    /// it does not copy as it grows.
+    fn with_capacity(kind: Kind, rows: usize, bytes: usize) -> Builder {
         match kind {
-            Kind::Str => Builder::Str(StringBuilder::new()),
-            Kind::I64 => Builder::I64(Int64Builder::new()),
-            Kind::F64 => Builder::F64(Float64Builder::new()),
-            Kind::Bool => Builder::Bool(BooleanBuilder::new()),
-            Kind::Ts => Builder::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            Kind::Str => Builder::Str(StringBuilder::with_capacity(rows, bytes)),
+            Kind::I64 => Builder::I64(Int64Builder::with_capacity(rows)),
+            Kind::F64 => Builder::F64(Float64Builder::with_capacity(rows)),
+            Kind::Bool => Builder::Bool(BooleanBuilder::with_capacity(rows)),
+            Kind::Ts => {
+                Builder::Ts(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC"))
+            }
             Kind::StrList => Builder::StrList(
-                ListBuilder::new(StringBuilder::new()).with_field(Field::new(
-                    "item",
-                    DataType::Utf8,
-                    false,
-                )),
+                ListBuilder::with_capacity(StringBuilder::with_capacity(rows, bytes), rows)
+                    .with_field(Field::new("item", DataType::Utf8, false)),
             ),
+        }
+    }
+
+    /// Bytes of string data held.
+    fn bytes(&self) -> usize {
+        match self {
+            Builder::Str(b) => b.values_slice().len(),
+            Builder::StrList(b) => b.values_ref().values_slice().len(),
+            _ => 0,
         }
     }
 
@@ -151,6 +161,8 @@ pub struct Rows {
     builders: Vec<Builder>,
     col: usize,
     rows: usize,
+    /// Reused for values written as text (JSON) before they are appended.
+    scratch: Vec<u8>,
 }
 
 macro_rules! setter {
@@ -177,10 +189,28 @@ impl Rows {
         Rows {
             schema: schema(columns),
             columns,
-            builders: columns.iter().map(|c| Builder::new(c.kind)).collect(),
+            builders: columns
+                .iter()
+                .map(|c| Builder::with_capacity(c.kind, 1024, 0))
+                .collect(),
             col: 0,
             rows: 0,
+            scratch: Vec::new(),
         }
+    }
+
+    /// A string value written by `write` (which must write UTF-8), or null when it
+    /// returns false.
+    pub fn str_with(&mut self, write: impl FnOnce(&mut Vec<u8>) -> bool) -> &mut Self {
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.clear();
+        let present = write(&mut buf);
+        match (present, std::str::from_utf8(&buf)) {
+            (true, Ok(s)) => self.str(Some(s)),
+            _ => self.str(None),
+        };
+        self.scratch = buf;
+        self
     }
 
     setter!(str, Str, Option<&str>, |b, v| b.append_option(v));
@@ -220,7 +250,17 @@ impl Rows {
     /// The gathered rows as a record batch; the builders start over.
     pub fn finish(&mut self) -> Result<RecordBatch, arrow_schema::ArrowError> {
         debug_assert!(self.builders.iter().all(|b| b.len() == self.rows));
-        let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
+        let rows = self.rows;
+        let arrays: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
+            .zip(self.columns)
+            .map(|(b, c)| {
+                // The next batch is likely the same size: start it with this one's room.
+                let room = Builder::with_capacity(c.kind, rows, b.bytes() + b.bytes() / 8);
+                std::mem::replace(b, room).finish()
+            })
+            .collect();
         self.rows = 0;
         RecordBatch::try_new(self.schema.clone(), arrays)
     }

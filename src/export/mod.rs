@@ -13,6 +13,7 @@
 pub mod columns;
 pub mod dir;
 pub mod docs;
+mod scan;
 pub mod tables;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -173,6 +174,13 @@ impl<W: Write + Send> Sink<W> {
         Ok(())
     }
 
+    /// Write a batch built elsewhere (the log pass's workers).
+    fn write_batch(&mut self, batch: &arrow_array::RecordBatch) -> Result<()> {
+        self.written += batch.num_rows() as u64;
+        self.writer.write(batch)?;
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<()> {
         if !self.rows.is_empty() {
             self.written += self.rows.len() as u64;
@@ -202,6 +210,21 @@ struct Touched {
 }
 
 impl Touched {
+    fn new(since: Seq) -> Touched {
+        Touched {
+            since,
+            runs: BTreeSet::new(),
+            backfills: BTreeSet::new(),
+            schema_assets: BTreeSet::new(),
+        }
+    }
+
+    fn merge(&mut self, other: Touched) {
+        self.runs.extend(other.runs);
+        self.backfills.extend(other.backfills);
+        self.schema_assets.extend(other.schema_assets);
+    }
+
     fn note(&mut self, dep: DeploymentId, body: &EventBody, run: Option<&str>) {
         if let Some(r) = run {
             if !self.runs.contains(&(dep, r.to_string())) {
@@ -248,51 +271,13 @@ pub fn export<W: Write + Send>(
         .zip(outputs)
         .map(|(t, w)| Sink::new(*t, w, plan))
         .collect::<Result<_>>()?;
-    let name_of = |dep: DeploymentId| -> &str { names.get(&dep).map_or("", String::as_str) };
-
     let incremental = plan.since > 0;
     let any_append = plan.tables.iter().any(|t| t.kind() == TableKind::Append);
     let any_snapshot = plan.tables.iter().any(|t| t.kind() != TableKind::Append);
-    let mut touched = Touched {
-        since: plan.since,
-        runs: BTreeSet::new(),
-        backfills: BTreeSet::new(),
-        schema_assets: BTreeSet::new(),
-    };
+    let mut touched = Touched::new(plan.since);
     if any_append || (incremental && any_snapshot) {
-        let mut n = 0u64;
-        reader.scan_log(plan.since + 1, plan.until, |seq, bytes| -> Result<bool> {
-            let ev = log::codec::decode_event(bytes, || format!("log seq {seq}"))?;
-            let dep = ev.envelope.deployment;
-            if !plan.wants_deployment(dep) {
-                return Ok(true);
-            }
-            if incremental && any_snapshot {
-                touched.note(dep, &ev.body, ev.envelope.run_id.as_deref());
-            }
-            let cx = tables::Ctx {
-                deployment: name_of(dep),
-                as_of: plan.until,
-            };
-            for s in sinks.iter_mut() {
-                match s.table {
-                    Table::Events => tables::events(&mut s.rows, &cx, seq, &ev),
-                    Table::Materializations => {
-                        tables::asset_events(&mut s.rows, &cx, seq, &ev, false)
-                    }
-                    Table::Observations => tables::asset_events(&mut s.rows, &cx, seq, &ev, true),
-                    Table::RowCounts => tables::row_counts(&mut s.rows, &cx, seq, &ev),
-                    Table::LineageEdges => tables::lineage_edges(&mut s.rows, &cx, seq, &ev),
-                    _ => continue,
-                }
-                s.maybe_flush()?;
-            }
-            n += 1;
-            if n.is_multiple_of(65536) {
-                progress(seq);
-            }
-            Ok(true)
-        })?;
+        let track = (incremental && any_snapshot).then_some(&mut touched);
+        scan::run(reader, names, plan, &mut sinks, track, progress)?;
     }
     progress(plan.until);
 

@@ -455,8 +455,15 @@ pub struct Ctx<'a> {
     pub as_of: Seq,
 }
 
-fn metadata_json(m: &Metadata) -> Option<String> {
-    (!m.0.is_empty()).then(|| json::metadata(m).to_string())
+/// Metadata as JSON text into `out`; false (null) when there is none.
+fn metadata_json(m: Option<&Metadata>, out: &mut Vec<u8>) -> bool {
+    match m {
+        Some(m) if !m.0.is_empty() => {
+            json::write_metadata(m, out);
+            true
+        }
+        _ => false,
+    }
 }
 
 fn tag<'a>(tags: &'a [(String, String)], key: &str) -> Option<&'a str> {
@@ -511,7 +518,7 @@ pub fn events(r: &mut Rows, cx: &Ctx, seq: Seq, ev: &Event) {
         .str(partition)
         .str(check)
         .str(env.message.as_deref())
-        .str(metadata.and_then(metadata_json).as_deref());
+        .str_with(|out| metadata_json(metadata, out));
     r.end_row();
 }
 
@@ -535,7 +542,7 @@ pub fn asset_events(r: &mut Rows, cx: &Ctx, seq: Seq, ev: &Event, observations: 
         .str(tag(&a.tags, "dagster/data_version"))
         .str(tag(&a.tags, "dagster/code_version"))
         .str(a.description.as_deref())
-        .str(metadata_json(&a.metadata).as_deref());
+        .str_with(|out| metadata_json(Some(&a.metadata), out));
     r.end_row();
 }
 
