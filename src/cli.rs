@@ -131,6 +131,13 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert
     #[arg(long, env = "ASSETLOG_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Deployments (comma-separated) whose Dagster compute logs are not stored
+    #[arg(
+        long,
+        env = "ASSETLOG_DAGSTER_PLUS_DISABLE_COMPUTE_LOGS",
+        value_delimiter = ','
+    )]
+    pub dagster_plus_disable_compute_logs: Option<Vec<String>>,
 }
 
 #[derive(Debug, Args)]
@@ -510,6 +517,9 @@ fn serve_config(
     }
     if a.tls_cert.is_some() {
         c.tls_cert = a.tls_cert;
+    }
+    if let Some(d) = a.dagster_plus_disable_compute_logs {
+        c.dagster_plus_disable_compute_logs = d;
     }
     if a.tls_key.is_some() {
         c.tls_key = a.tls_key;

@@ -40,6 +40,9 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Deployments whose Dagster compute logs are not uploaded to assetlog
+    /// (`gen_logs_url` answers `skip_upload`).
+    pub dagster_plus_disable_compute_logs: Vec<String>,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             max_string_bytes: 256 << 10,
             tls_cert: None,
             tls_key: None,
+            dagster_plus_disable_compute_logs: Vec::new(),
         }
     }
 }

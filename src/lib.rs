@@ -17,6 +17,7 @@
 //! - [`telemetry`]: tracing setup (text or JSON logs).
 //! - [`projection`]: the views, rebuildable from the log.
 //! - [`export`]: Parquet export of the log and the views.
+//! - [`dagster_plus`]: the Dagster+ storage API that the `dagster-cloud` package speaks.
 //! - [`api`]: the HTTP server (axum): health, readiness, and the APIs built on the log.
 //! - [`cli`]: the `assetlog` command line.
 //!
@@ -39,6 +40,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod dagster_plus;
 pub mod event;
 pub mod export;
 pub mod log;

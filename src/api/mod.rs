@@ -8,6 +8,7 @@
 //! | `POST /api/v1/events` | agent, admin | ingest ([`ingest`]) |
 //! | `GET /api/v1/events` | any role | read the caller's deployment's log ([`read`]) |
 //! | `GET /api/v1/export/{table}.parquet` | any role | Parquet export ([`export`]) |
+//! | `/dagster-plus/...`, `GET /api/v1/compute-logs` | agent (`Dagster-Cloud-Api-Token`) | the Dagster+ storage API ([`dagster_plus`]) |
 //! | `/api/v1/deployments`, `/api/v1/tokens` | admin | manage ([`admin`]) |
 //! | `POST /graphql`, `GET /graphql` (GraphiQL, WebSocket) | any role | queries ([`graphql`]) |
 //!
@@ -15,6 +16,7 @@
 //! deployment in the `Assetlog-Deployment` header; naming another than the token's is 403.
 
 pub mod admin;
+pub mod dagster_plus;
 pub mod error;
 pub mod export;
 pub mod graphql;
@@ -86,6 +88,7 @@ pub fn router(state: AppState) -> Router {
             post(graphql::graphql_post).get(graphql::graphql_get),
         )
         .route("/graphiql/assets/{file}", get(graphql::graphiql_asset))
+        .merge(dagster_plus::routes())
         .fallback(|| async { Error::NotFound("no such route".into()) })
         .with_state(state)
 }
