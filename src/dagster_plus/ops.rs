@@ -968,10 +968,9 @@ fn asset_op(cx: &Ctx, op: &str, vars: &Value) -> Result<Value> {
         "getLatestPlannedMaterializationInfo" => {
             let k = key_of("assetKey")?;
             let part = vars.get("partition").and_then(Value::as_str);
-            let last = of_type("ASSET_MATERIALIZATION_PLANNED")
-                .filter(|r| r.asset_key().as_ref() == Some(&k))
-                .filter(|r| part.is_none() || r.partition() == part)
-                .next_back();
+            let last = of_type("ASSET_MATERIALIZATION_PLANNED").rfind(|r| {
+                r.asset_key().as_ref() == Some(&k) && (part.is_none() || r.partition() == part)
+            });
             json!({"storageId": last.map(|r| r.seq), "runId": last.map(|r| r.run_id())})
         }
         "getAssetPartitionsForRun" => {
