@@ -151,6 +151,22 @@ pub const OPERATIONS: &[(&str, Option<&str>, &str)] = &[
         "getLatestStorageIdByPartition",
     ),
     (
+        "getLatestTagsByPartition",
+        Some("eventLogs"),
+        "getLatestTagsByPartition",
+    ),
+    ("getAssetEventTags", Some("eventLogs"), "getAssetEventTags"),
+    (
+        "getUpdatedDataVersionPartitions",
+        Some("eventLogs"),
+        "getUpdatedDataVersionPartitions",
+    ),
+    (
+        "getLatestAssetPartitionMaterializationAttemptsWithoutMaterializations",
+        Some("eventLogs"),
+        "getLatestAssetPartitionMaterializationAttemptsWithoutMaterializations",
+    ),
+    (
         "getLatestPlannedMaterializationInfo",
         Some("eventLogs"),
         "getLatestPlannedMaterializationInfo",
@@ -265,8 +281,8 @@ pub fn run(cx: &Ctx, op: &str, vars: &Value) -> Result<Value> {
         "getRunTagsQuery" => run_tags(cx, &reg, vars)?,
         "getRunTagKeysQuery" => {
             let mut keys = BTreeSet::new();
-            for r in reg.runs(dep)? {
-                if let Some(t) = run_json(&r).get("tags").and_then(Value::as_object) {
+            for r in effective_runs(cx, &reg)? {
+                if let Some(t) = r.get("tags").and_then(Value::as_object) {
                     keys.extend(t.keys().cloned());
                 }
             }
@@ -396,6 +412,12 @@ fn patched_run(r: &StoredRun, view: Option<&runs::RunRecord>) -> String {
             "status".into(),
             json!({"__enum__": format!("PipelineRunStatus.{}", status_name(view.status))}),
         );
+        // As Dagster's run storage does on a failure event.
+        if let (runs::RunStatus::Failure, Some(reason)) = (view.status, &view.failure_reason) {
+            if let Some(tags) = obj.get_mut("tags").and_then(Value::as_object_mut) {
+                tags.insert("dagster/failure_reason".into(), json!(reason));
+            }
+        }
     }
     v.to_string()
 }
@@ -523,6 +545,37 @@ fn run_group(cx: &Ctx, reg: &Registry, run_id: &str) -> Result<Value> {
     Ok(json!({"__typename": "SerializedRunGroup", "rootRunId": root, "serializedRuns": members}))
 }
 
+/// Every run as the client sees it (status and derived tags applied), with the tags Dagster's
+/// run storage indexes: the run's own, plus `.dagster/pool/<pool>` for each pool of its ops.
+fn effective_runs(cx: &Ctx, reg: &Registry) -> Result<Vec<Value>> {
+    let reader = Reader::new(cx.log, cx.dep);
+    let mut out = Vec::new();
+    for r in reg.runs(cx.dep)? {
+        let view = runs::get(&reader, cx.dep, &run_id_of(&r))?;
+        let mut run: Value =
+            serde_json::from_str(&patched_run(&r, view.as_ref())).unwrap_or(Value::Null);
+        let pools: Vec<String> = run
+            .get("run_op_concurrency")
+            .and_then(|c| c.get("all_pools"))
+            .and_then(|p| p.get("__set__").or(p.get("__frozenset__")))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(tags) = run.get_mut("tags").and_then(Value::as_object_mut) {
+            for p in pools {
+                tags.entry(format!(".dagster/pool/{p}"))
+                    .or_insert(json!("true"));
+            }
+        }
+        out.push(run);
+    }
+    Ok(out)
+}
+
 fn run_tags(cx: &Ctx, reg: &Registry, vars: &Value) -> Result<Value> {
     let keys: Option<Vec<String>> = vars
         .get("jsonTagKeys")
@@ -530,8 +583,8 @@ fn run_tags(cx: &Ctx, reg: &Registry, vars: &Value) -> Result<Value> {
         .and_then(|s| serde_json::from_str(s).ok());
     let prefix = vars.get("valuePrefix").and_then(Value::as_str);
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for r in reg.runs(cx.dep)? {
-        if let Some(t) = run_json(&r).get("tags").and_then(Value::as_object) {
+    for r in effective_runs(cx, reg)? {
+        if let Some(t) = r.get("tags").and_then(Value::as_object) {
             for (k, v) in t {
                 let Some(v) = v.as_str() else { continue };
                 if keys.as_ref().is_some_and(|ks| !ks.contains(k)) {
@@ -594,6 +647,22 @@ impl Rec {
 
     fn partition(&self) -> Option<&str> {
         self.asset_obj().get("partition").and_then(Value::as_str)
+    }
+
+    /// The partition keys an event names: its partition, or the keys of a planned event's
+    /// partitions subset.
+    fn partitions(&self) -> Vec<String> {
+        if let Some(p) = self.partition() {
+            return vec![p.to_string()];
+        }
+        self.data()
+            .get("partitions_subset")
+            .map(serdes::subset_keys)
+            .unwrap_or_default()
+    }
+
+    fn tag(&self, key: &str) -> Option<&str> {
+        self.asset_obj().get("tags")?.get(key)?.as_str()
     }
 
     fn run_id(&self) -> &str {
@@ -809,6 +878,11 @@ fn step_stats(cx: &Ctx, run_id: &str) -> Result<Value> {
                 s.insert("startTime".into(), float(r.timestamp()));
                 let n = s.get("attempts").and_then(Value::as_u64).unwrap_or(0) + 1;
                 s.insert("attempts".into(), json!(n));
+                if let Some(Value::Array(list)) = s.get_mut("attemptsList") {
+                    list.push(json!(json!({"__class__": "RunStepMarker",
+                        "start_time": r.timestamp(), "end_time": null, "key": null})
+                    .to_string()));
+                }
             }
             Some(t @ ("STEP_SUCCESS" | "STEP_FAILURE" | "STEP_SKIPPED")) => {
                 s.insert("status".into(), json!(t.trim_start_matches("STEP_")));
@@ -816,7 +890,7 @@ fn step_stats(cx: &Ctx, run_id: &str) -> Result<Value> {
             }
             Some("ASSET_MATERIALIZATION") => {
                 if let Some(Value::Array(list)) = s.get_mut("materializationEvents") {
-                    list.push(json!(r.asset_obj().to_string()));
+                    list.push(json!(r.entry.to_string()));
                 }
             }
             _ => {}
@@ -969,7 +1043,8 @@ fn asset_op(cx: &Ctx, op: &str, vars: &Value) -> Result<Value> {
             let k = key_of("assetKey")?;
             let part = vars.get("partition").and_then(Value::as_str);
             let last = of_type("ASSET_MATERIALIZATION_PLANNED").rfind(|r| {
-                r.asset_key().as_ref() == Some(&k) && (part.is_none() || r.partition() == part)
+                r.asset_key().as_ref() == Some(&k)
+                    && part.is_none_or(|p| r.partitions().iter().any(|x| x == p))
             });
             json!({"storageId": last.map(|r| r.seq), "runId": last.map(|r| r.run_id())})
         }
@@ -979,7 +1054,8 @@ fn asset_op(cx: &Ctx, op: &str, vars: &Value) -> Result<Value> {
                 .iter()
                 .map(|t| canonical(t))
                 .collect();
-            let mut out: BTreeMap<String, Option<BTreeSet<String>>> = BTreeMap::new();
+            // Partitions per asset; an event without a partition counts as `null`.
+            let mut out: BTreeMap<String, BTreeSet<Option<String>>> = BTreeMap::new();
             for r in recs
                 .iter()
                 .filter(|r| r.run_id() == run && is_asset_event(r))
@@ -992,14 +1068,158 @@ fn asset_op(cx: &Ctx, op: &str, vars: &Value) -> Result<Value> {
                     continue;
                 }
                 let Some(k) = r.asset_key() else { continue };
-                let e = out.entry(key_string(&k)).or_insert(None);
-                if let Some(p) = r.partition() {
-                    e.get_or_insert_with(BTreeSet::new).insert(p.to_string());
+                let e = out.entry(key_string(&k)).or_default();
+                let parts = r.partitions();
+                if parts.is_empty() {
+                    e.insert(None);
                 }
+                e.extend(parts.into_iter().map(Some));
             }
             Value::Array(
                 out.into_iter()
                     .map(|(k, p)| json!({"assetKey": k, "partitions": p}))
+                    .collect(),
+            )
+        }
+        "getLatestTagsByPartition" => {
+            let k = key_of("assetKey")?;
+            let t = vars
+                .get("eventType")
+                .and_then(Value::as_str)
+                .unwrap_or("ASSET_MATERIALIZATION");
+            let tag_keys = string_list(vars, "tagKeys");
+            let parts = string_list(vars, "assetPartitions");
+            let after = vars.get("afterCursor").and_then(Value::as_u64);
+            let before = vars.get("beforeCursor").and_then(Value::as_u64);
+            let mut latest: BTreeMap<&str, &Rec> = BTreeMap::new();
+            for r in recs
+                .iter()
+                .filter(|r| r.event_type() == Some(t) && r.asset_key().as_ref() == Some(&k))
+            {
+                if after.is_some_and(|a| r.seq <= a) || before.is_some_and(|b| r.seq >= b) {
+                    continue;
+                }
+                if let Some(p) = r.partition() {
+                    if parts.is_empty() || parts.iter().any(|x| x == p) {
+                        latest.insert(p, r);
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            for (p, r) in latest {
+                for key in &tag_keys {
+                    if let Some(v) = r.tag(key) {
+                        out.push(json!({"partition": p, "key": key, "value": v}));
+                    }
+                }
+            }
+            Value::Array(out)
+        }
+        "getAssetEventTags" => {
+            let k = key_of("assetKey")?;
+            let filter: Vec<(String, String)> = vars
+                .get("filterTags")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|t| {
+                            Some((
+                                t.get("key")?.as_str()?.to_string(),
+                                t.get("value")?.as_str()?.to_string(),
+                            ))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let event_id = vars.get("filterEventId").and_then(Value::as_u64);
+            Value::Array(
+                of_type("ASSET_MATERIALIZATION")
+                    .filter(|r| r.asset_key().as_ref() == Some(&k))
+                    .filter(|r| event_id.is_none_or(|id| r.seq == id))
+                    .filter(|r| filter.iter().all(|(key, v)| r.tag(key) == Some(v.as_str())))
+                    .map(|r| {
+                        // The tags Dagster indexes for assets: the data version and
+                        // multi-dimensional partition keys.
+                        let tags: Vec<Value> = r
+                            .asset_obj()
+                            .get("tags")
+                            .and_then(Value::as_object)
+                            .map(|m| {
+                                m.iter()
+                                    .filter(|(k, _)| {
+                                        *k == "dagster/data_version"
+                                            || k.starts_with("dagster/partition/")
+                                    })
+                                    .map(|(k, v)| json!({"key": k, "value": v}))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        json!({"tags": tags})
+                    })
+                    .collect(),
+            )
+        }
+        "getUpdatedDataVersionPartitions" => {
+            // Partitions whose data version after `afterStorageId` differs from the one
+            // they had at it.
+            let k = key_of("assetKey")?;
+            let after = vars
+                .get("afterStorageId")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let wanted = string_list(vars, "partitions");
+            let mut before: HashMap<&str, Option<&str>> = HashMap::new();
+            let mut since: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+            for r in of_type("ASSET_MATERIALIZATION").filter(|r| r.asset_key().as_ref() == Some(&k))
+            {
+                let Some(p) = r.partition() else { continue };
+                if !wanted.iter().any(|w| w == p) {
+                    continue;
+                }
+                let v = r.tag("dagster/data_version");
+                if r.seq <= after {
+                    before.insert(p, v);
+                } else {
+                    since.insert(p, v);
+                }
+            }
+            json!(since
+                .into_iter()
+                .filter(|(p, v)| before.get(p) != Some(v))
+                .map(|(p, _)| p)
+                .collect::<Vec<_>>())
+        }
+        "getLatestAssetPartitionMaterializationAttemptsWithoutMaterializations" => {
+            let k = key_of("assetKey")?;
+            let after = vars
+                .get("afterStorageId")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let mut planned: BTreeMap<String, (String, Seq)> = BTreeMap::new();
+            let mut materialized: HashMap<String, Seq> = HashMap::new();
+            for r in recs
+                .iter()
+                .filter(|r| r.seq > after && r.asset_key().as_ref() == Some(&k))
+            {
+                match r.event_type() {
+                    Some("ASSET_MATERIALIZATION_PLANNED") => {
+                        for p in r.partitions() {
+                            planned.insert(p, (r.run_id().to_string(), r.seq));
+                        }
+                    }
+                    Some("ASSET_MATERIALIZATION") => {
+                        if let Some(p) = r.partition() {
+                            materialized.insert(p.to_string(), r.seq);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Value::Object(
+                planned
+                    .into_iter()
+                    .filter(|(p, (_, s))| materialized.get(p).is_none_or(|m| m < s))
+                    .map(|(p, (run, s))| (p, json!([run, s])))
                     .collect(),
             )
         }

@@ -224,13 +224,73 @@ fn asset_key(v: &Value) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// Partition keys of a serdes partitions subset, where it lists them.
-fn subset_keys(v: &Value) -> Vec<Value> {
-    v.get("subset")
+/// Partition keys of a serdes partitions subset: a `DefaultPartitionsSubset` lists them; a
+/// `TimeWindowPartitionsSubset` of a UTC hourly, daily, weekly or monthly definition is
+/// expanded from its time windows. Other subsets give no keys.
+pub fn subset_keys(v: &Value) -> Vec<String> {
+    if let Some(keys) = v
+        .get("subset")
         .and_then(|s| s.get("__set__").or(s.get("__frozenset__")))
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default()
+    {
+        return keys
+            .iter()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect();
+    }
+    let Some(def) = v.get("partitions_def") else {
+        return Vec::new();
+    };
+    let utc = def.get("timezone").and_then(Value::as_str) == Some("UTC");
+    let fmt = def.get("fmt").and_then(Value::as_str).unwrap_or("%Y-%m-%d");
+    let cron = def
+        .get("cron_schedule")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let fields: Vec<&str> = cron.split_whitespace().collect();
+    let step = match fields.as_slice() {
+        [_, "*", "*", "*", "*"] => Step::Hours(1),
+        [_, _, "*", "*", "*"] => Step::Hours(24),
+        [_, _, "*", "*", _] => Step::Hours(24 * 7),
+        [_, _, _, "*", "*"] => Step::Months(1),
+        _ => return Vec::new(),
+    };
+    if !utc {
+        return Vec::new();
+    }
+    let ts = |w: &Value, k: &str| w.get(k)?.get("timestamp")?.as_f64();
+    let mut out = Vec::new();
+    for w in v
+        .get("included_time_windows")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let (Some(start), Some(end)) = (ts(w, "start"), ts(w, "end")) else {
+            continue;
+        };
+        let Some(mut t) = chrono::DateTime::from_timestamp(start as i64, 0) else {
+            continue;
+        };
+        // A window holds at most a few thousand partitions; stop there regardless.
+        while (t.timestamp() as f64) < end && out.len() < 100_000 {
+            out.push(t.format(fmt).to_string());
+            t = match step {
+                Step::Hours(h) => t + chrono::Duration::hours(h),
+                Step::Months(m) => match t.checked_add_months(chrono::Months::new(m)) {
+                    Some(n) => n,
+                    None => break,
+                },
+            };
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy)]
+enum Step {
+    Hours(i64),
+    Months(u32),
 }
 
 fn enum_member(v: &Value) -> Option<&str> {
@@ -303,7 +363,7 @@ fn to_native(entry: &Value, id: &str) -> Option<Value> {
                 .map(subset_keys)
                 .unwrap_or_default();
             if !keys.is_empty() {
-                put("partitions", Value::Array(keys));
+                put("partitions", json!(keys));
             }
         }
         "ASSET_CHECK_EVALUATION_PLANNED" => {
@@ -317,7 +377,7 @@ fn to_native(entry: &Value, id: &str) -> Option<Value> {
                 .map(subset_keys)
                 .unwrap_or_default();
             if !keys.is_empty() {
-                put("partitions", Value::Array(keys));
+                put("partitions", json!(keys));
             }
         }
         "ASSET_CHECK_EVALUATION" => {
