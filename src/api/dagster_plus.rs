@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::sync::atomic::Ordering;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -29,6 +30,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::metrics::METRICS;
 use super::{AppState, Caller};
 use crate::auth::Principal;
 use crate::dagster_plus::ops::{self, OpError};
@@ -145,6 +147,9 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         ops::run(&cx, &op2, &vars)
     })
     .await;
+    METRICS
+        .dagster_plus_operations
+        .fetch_add(1, Ordering::Relaxed);
     match result {
         Ok(Ok(data)) => Json(json!({"data": data})).into_response(),
         Ok(Err(e)) => op_error(&op, e),
@@ -277,6 +282,9 @@ async fn store_events(State(state): State<AppState>, headers: HeaderMap, body: B
         ops::store(&cx, entries)
     })
     .await;
+    METRICS
+        .dagster_plus_store_events
+        .fetch_add(1, Ordering::Relaxed);
     match result {
         Ok(Ok(_)) => Json(json!({"ok": true})).into_response(),
         Ok(Err(e)) => op_error("store_events", e),
@@ -419,7 +427,12 @@ async fn upload(State(state): State<AppState>, Path(id): Path<String>, body: Bod
     })
     .await;
     match r {
-        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Ok(())) => {
+            METRICS
+                .dagster_plus_log_uploads
+                .fetch_add(1, Ordering::Relaxed);
+            StatusCode::OK.into_response()
+        }
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
     }
 }

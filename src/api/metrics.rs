@@ -62,6 +62,11 @@ pub struct Metrics {
     pub requests: AtomicU64,
     pub batch_size: Histogram,
     pub ack_latency: Histogram,
+    /// Dagster+ API: GraphQL operations, `/store_events` requests, events stored through
+    /// either, compute-log uploads.
+    pub dagster_plus_operations: AtomicU64,
+    pub dagster_plus_store_events: AtomicU64,
+    pub dagster_plus_log_uploads: AtomicU64,
     rejections: Mutex<Vec<(&'static str, u64)>>,
 }
 
@@ -76,6 +81,9 @@ impl Metrics {
             ack_latency: Histogram::new(&[
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
+            dagster_plus_operations: AtomicU64::new(0),
+            dagster_plus_store_events: AtomicU64::new(0),
+            dagster_plus_log_uploads: AtomicU64::new(0),
             rejections: Mutex::new(Vec::new()),
         }
     }
@@ -98,6 +106,30 @@ impl Metrics {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         };
+        for (name, help, v) in [
+            (
+                "assetlog_dagster_plus_operations_total",
+                "Dagster+ GraphQL operations answered.",
+                &self.dagster_plus_operations,
+            ),
+            (
+                "assetlog_dagster_plus_store_events_requests_total",
+                "Dagster+ POST /store_events requests.",
+                &self.dagster_plus_store_events,
+            ),
+            (
+                "assetlog_dagster_plus_events_total",
+                "Events stored through the Dagster+ API (not counting duplicates).",
+                &crate::dagster_plus::ops::EVENTS_STORED,
+            ),
+            (
+                "assetlog_dagster_plus_compute_log_uploads_total",
+                "Compute logs uploaded through the Dagster+ API.",
+                &self.dagster_plus_log_uploads,
+            ),
+        ] {
+            counter(&mut out, name, help, v.load(Ordering::Relaxed));
+        }
         counter(
             &mut out,
             "assetlog_events_ingested_total",

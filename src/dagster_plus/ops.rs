@@ -31,6 +31,9 @@ pub enum OpError {
 
 type Result<T> = std::result::Result<T, OpError>;
 
+/// Events stored through this API since the process started (not counting duplicates).
+pub static EVENTS_STORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// What an operation runs against.
 pub struct Ctx<'a> {
     pub log: &'a Log,
@@ -354,7 +357,10 @@ pub fn store(cx: &Ctx, entries: Vec<Value>) -> Result<Vec<log::Appended>> {
         .enumerate()
         .map(|(i, e)| serdes::to_event(e, format!("dagster+:{key}:{i}"), cx.dep, &cx.limits))
         .collect();
-    Ok(cx.log.append_blocking(events)?)
+    let appended = cx.log.append_blocking(events)?;
+    let stored = appended.iter().filter(|a| !a.duplicate).count() as u64;
+    EVENTS_STORED.fetch_add(stored, std::sync::atomic::Ordering::Relaxed);
+    Ok(appended)
 }
 
 // ---- runs ----

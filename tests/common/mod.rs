@@ -11,6 +11,14 @@ use serde_json::{json, Value};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_assetlog");
 
+/// The assetlog binary the servers run: this build's, or `ASSETLOG_TEST_BIN` (`tools/test`
+/// points it at the release build).
+pub fn bin() -> PathBuf {
+    std::env::var_os("ASSETLOG_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BIN))
+}
+
 /// The Python with the test clients installed (`tools/test` makes `.venv`);
 /// `ASSETLOG_TEST_PYTHON` overrides it.
 pub fn python() -> std::path::PathBuf {
@@ -35,7 +43,7 @@ impl Server {
     }
 
     pub fn start_scheme(dir: &Path, extra: &[&str], scheme: &str) -> Server {
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args(["serve", "--data-dir"])
             .arg(dir)
             .args(["--listen", "127.0.0.1:0"])
