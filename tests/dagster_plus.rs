@@ -344,9 +344,32 @@ async fn dagster_reads_back_what_it_wrote_as_on_its_own_storage() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_credentials_and_unknown_operations_get_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start(&tmp.path().join("data"), &[]);
+    let server = Server::start(
+        &tmp.path().join("data"),
+        &["--dagster-plus-disable-compute-logs", "quiet"],
+    );
     let (agent, _) = token_for(&server, "prod", "agent").await;
     let (viewer, _) = token_for(&server, "prod", "viewer").await;
+    let (quiet, _) = token_for(&server, "quiet", "agent").await;
+
+    // Compute-log uploads: a one-time URL on assetlog; none for a deployment that opted out.
+    let gen = |token: &str| {
+        client()
+            .get(server.url("/dagster-plus/gen_logs_url?log_key=r1&log_key=compute_logs&log_key=abc&io_type=stdout&size_bytes=3&run_id=r1&key=abc&method=PUT"))
+            .header("Dagster-Cloud-Api-Token", token)
+            .send()
+    };
+    let v: Value = gen(&quiet).await.unwrap().json().await.unwrap();
+    assert_eq!(v, json!({"skip_upload": true}));
+    let v: Value = gen(&agent).await.unwrap().json().await.unwrap();
+    let upload = v["url"].as_str().unwrap().to_string();
+    let put = |url: String| client().put(url).body("hi\n").send();
+    assert_eq!(put(upload.clone()).await.unwrap().status(), 200);
+    assert_eq!(
+        put(upload).await.unwrap().status(),
+        404,
+        "an upload URL is good once"
+    );
     let post = |token: Option<&str>, deployment: &str, query: &str| {
         let mut r = client()
             .post(server.url("/dagster-plus/graphql"))
