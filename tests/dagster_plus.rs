@@ -206,6 +206,48 @@ async fn native_views_agree(server: &Server, token: &str) {
     );
 }
 
+/// The Parquet export of the deployment holds Dagster's materializations, typed.
+async fn parquet_has_the_materializations(server: &Server, token: &str) {
+    use arrow_array::{Array, Int64Array, StringArray};
+    let bytes = client()
+        .get(server.url("/api/v1/export/materializations.parquet"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let batches: Vec<_> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let mut rows = Vec::new();
+    for b in &batches {
+        let keys = b.column_by_name("asset_key_str").unwrap();
+        let keys = keys.as_any().downcast_ref::<StringArray>().unwrap();
+        let counts = b.column_by_name("row_count").unwrap();
+        let counts = counts.as_any().downcast_ref::<Int64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            rows.push((
+                keys.value(i).to_string(),
+                (!counts.is_null(i)).then(|| counts.value(i)),
+            ));
+        }
+    }
+    // raw_orders, orders, orders_summary, three daily_sales partitions, and the runless
+    // materialization the workload reports.
+    assert!(rows.contains(&("shop/orders".into(), Some(5))), "{rows:?}");
+    assert_eq!(
+        rows.iter().filter(|(k, _)| k == "shop/daily_sales").count(),
+        3,
+        "{rows:?}"
+    );
+}
+
 /// Forwards everything to assetlog, but answers the first `drop` event writes with a 503
 /// (no JSON body, so the client retries) after assetlog has committed them: a response
 /// lost on the way back.
@@ -277,6 +319,7 @@ async fn dagster_reads_back_what_it_wrote_as_on_its_own_storage() {
     let facts = run(&home, "materialize", &[]);
     compare(&sqlite_materialize, &facts);
     native_views_agree(&server, &agent).await;
+    parquet_has_the_materializations(&server, &agent).await;
 
     // 2. A run worker (`dagster api execute_run`, step processes), with event batching and
     //    the `/store_events` transport.
@@ -412,6 +455,42 @@ async fn bad_credentials_and_unknown_operations_get_clear_errors() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v, json!({"data": {"scopedSecrets": []}}));
 
+    // An event of a class assetlog does not know is stored and handed back unchanged.
+    let novel = json!({"query": "mutation StoreEvent($eventRecord: EventLogEntryInput!) { eventLogs { StoreEvent(eventRecord: $eventRecord) { ok } } }",
+        "variables": {"eventRecord": {"errorInfo": null, "level": 20, "userMessage": "",
+            "runId": "r2", "timestamp": 1795722311.25, "stepKey": null, "pipelineName": "job",
+            "dagsterEvent": {"eventTypeValue": "FANCY_NEW_EVENT", "pipelineName": "job",
+                "stepHandleKey": null, "solidHandleId": null, "stepKindValue": null,
+                "loggingTags": "{}", "message": null, "pid": 7, "stepKey": null,
+                "eventSpecificData": "{\"__class__\": \"FancyNewData\", \"answer\": 42}"}}}});
+    let r = client()
+        .post(server.url("/dagster-plus/graphql"))
+        .header("Dagster-Cloud-Api-Token", &agent)
+        .json(&novel)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .post(server.url("/dagster-plus/graphql"))
+        .header("Dagster-Cloud-Api-Token", &agent)
+        .json(
+            &json!({"query": "query getRecordsForRun($runId: String!) { x }",
+                       "variables": {"runId": "r2"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    let entry = &v["data"]["eventLogs"]["getRecordsForRun"]["records"][0]["eventLogEntry"];
+    let de: Value = serde_json::from_str(entry["dagsterEvent"].as_str().unwrap()).unwrap();
+    assert_eq!(de["event_type_value"], "FANCY_NEW_EVENT");
+    assert_eq!(
+        de["event_specific_data"],
+        json!({"__class__": "FancyNewData", "answer": 42})
+    );
+    assert_eq!(de["pid"], 7);
+
     // The same Idempotency-Key stores an event once.
     let event = json!({"query": "mutation StoreEvent($eventRecord: EventLogEntryInput!) { eventLogs { StoreEvent(eventRecord: $eventRecord) { ok } } }",
         "variables": {"eventRecord": {"errorInfo": null, "level": 20, "userMessage": "hello",
@@ -429,9 +508,10 @@ async fn bad_credentials_and_unknown_operations_get_clear_errors() {
         assert_eq!(r.status(), 200);
     }
     let events = common::read_all(&server, &agent).await;
-    assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!(events[0]["type"], "LOG_MESSAGE");
-    assert_eq!(events[0]["message"], "hello");
+    let hello: Vec<&Value> = events.iter().filter(|e| e["run_id"] == "r1").collect();
+    assert_eq!(hello.len(), 1, "{events:?}");
+    assert_eq!(hello[0]["type"], "LOG_MESSAGE");
+    assert_eq!(hello[0]["message"], "hello");
     // The client reads it back as it wrote it.
     let r = client()
         .post(server.url("/dagster-plus/graphql"))
