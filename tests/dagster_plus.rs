@@ -146,7 +146,7 @@ async fn native_views_agree(server: &Server, token: &str) {
                columnLineage { columnName columnDeps { assetKey columnName } }
                checks { name latestExecution { status severity } } }
              daily: asset(key: ["shop", "daily_sales"]) { partitionStats { numMaterialized } }
-             runs(limit: 100) { nodes { runId status } } }"#,
+             runs(limit: 100) { nodes { runId status partition } } }"#,
     )
     .await;
     let orders = &d["orders"];

@@ -404,11 +404,34 @@ pub fn store(cx: &Ctx, entries: Vec<Value>) -> Result<Vec<log::Appended>> {
         .idempotency_key
         .clone()
         .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
-    let events: Vec<Event> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| serdes::to_event(e, format!("dagster+:{key}:{i}"), cx.dep, &cx.limits))
-        .collect();
+    // Run lifecycle events carry their run's tags into the runs view.
+    let reg = Registry::new(cx.log);
+    let mut tags: HashMap<String, Option<Value>> = HashMap::new();
+    let mut events: Vec<Event> = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let run_tags = match (
+            serdes::event_type_of(e),
+            e.get("run_id").and_then(Value::as_str),
+        ) {
+            (Some(t), Some(run)) if t.starts_with("PIPELINE_") || t.starts_with("RUN_") => {
+                if !tags.contains_key(run) {
+                    let t = reg
+                        .run(cx.dep, run)?
+                        .and_then(|r| run_json(&r).get("tags").cloned());
+                    tags.insert(run.to_string(), t);
+                }
+                tags.get(run).and_then(Option::as_ref)
+            }
+            _ => None,
+        };
+        events.push(serdes::to_event(
+            e,
+            format!("dagster+:{key}:{i}"),
+            cx.dep,
+            &cx.limits,
+            run_tags,
+        ));
+    }
     let appended = cx.log.append_blocking(events)?;
     let stored = appended.iter().filter(|a| !a.duplicate).count() as u64;
     EVENTS_STORED.fetch_add(stored, std::sync::atomic::Ordering::Relaxed);

@@ -433,9 +433,36 @@ fn to_native(entry: &Value, id: &str) -> Option<Value> {
 
 /// The typed event for a serdes entry, keeping the entry's bytes. Never fails: what does not
 /// translate is stored as an event of unknown type.
-pub fn to_event(entry: &Value, id: String, deployment: DeploymentId, limits: &Limits) -> Event {
+///
+/// `run_tags` are the tags of the event's run as `addRun` stored them; run lifecycle events
+/// carry them into the runs view (partition, backfill, user tags).
+pub fn to_event(
+    entry: &Value,
+    id: String,
+    deployment: DeploymentId,
+    limits: &Limits,
+    run_tags: Option<&Value>,
+) -> Event {
     let raw = serde_json::to_vec(entry).unwrap_or_default();
     let typed = to_native(entry, &id)
+        .map(|mut native| {
+            let is_run_event = native
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.starts_with("PIPELINE_") || t.starts_with("RUN_"));
+            if let (true, Some(tags), Some(obj)) = (is_run_event, run_tags, native.as_object_mut())
+            {
+                let tags: Map<String, Value> = tags
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, v)| v.is_string())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                obj.insert("tags".into(), Value::Object(tags));
+            }
+            native
+        })
         .and_then(|native| validate_event(native, "dagsterEvent", deployment, limits).ok());
     let mut ev = typed.unwrap_or_else(|| {
         let type_name = entry
