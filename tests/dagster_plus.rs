@@ -491,6 +491,25 @@ async fn bad_credentials_and_unknown_operations_get_clear_errors() {
     );
     assert_eq!(de["pid"], 7);
 
+    // A batch larger than axum's default body limit (2 MiB) but within max_body_bytes.
+    let records: Vec<Value> = (0..300)
+        .map(|i| {
+            json!({"errorInfo": null, "level": 20, "userMessage": "x".repeat(10_000),
+            "runId": "big", "timestamp": 1795722312.0 + i as f64, "stepKey": null,
+            "pipelineName": "job", "dagsterEvent": null})
+        })
+        .collect();
+    let r = client()
+        .post(server.url("/dagster-plus/graphql"))
+        .header("Dagster-Cloud-Api-Token", &agent)
+        .header("Idempotency-Key", "big-1")
+        .json(&json!({"query": "mutation StoreEventBatch($eventRecords: [EventLogEntryInput!]!) { eventLogs { StoreEventBatch(eventRecords: $eventRecords) { ok } } }",
+                       "variables": {"eventRecords": records}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
     // The same Idempotency-Key stores an event once.
     let event = json!({"query": "mutation StoreEvent($eventRecord: EventLogEntryInput!) { eventLogs { StoreEvent(eventRecord: $eventRecord) { ok } } }",
         "variables": {"eventRecord": {"errorInfo": null, "level": 20, "userMessage": "hello",
@@ -508,6 +527,7 @@ async fn bad_credentials_and_unknown_operations_get_clear_errors() {
         assert_eq!(r.status(), 200);
     }
     let events = common::read_all(&server, &agent).await;
+    assert_eq!(events.iter().filter(|e| e["run_id"] == "big").count(), 300);
     let hello: Vec<&Value> = events.iter().filter(|e| e["run_id"] == "r1").collect();
     assert_eq!(hello.len(), 1, "{events:?}");
     assert_eq!(hello[0]["type"], "LOG_MESSAGE");

@@ -88,7 +88,11 @@ pub fn router(state: AppState) -> Router {
             post(graphql::graphql_post).get(graphql::graphql_get),
         )
         .route("/graphiql/assets/{file}", get(graphql::graphiql_asset))
-        .merge(dagster_plus::routes())
+        .merge(
+            dagster_plus::routes().layer(axum::extract::DefaultBodyLimit::max(
+                state.config.max_body_bytes,
+            )),
+        )
         .fallback(|| async { Error::NotFound("no such route".into()) })
         .with_state(state)
 }
