@@ -13,9 +13,10 @@ use sha1::{Digest, Sha1};
 use super::serdes::{self, entry_output, float};
 use super::store::{Registry, StoredRun};
 use crate::event::validate::Limits;
+use crate::event::AssetKey;
 use crate::event::{DeploymentId, Event, Seq};
 use crate::log::{self, Log};
-use crate::projection::{runs, Reader};
+use crate::projection::{assets, runs, Reader};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
@@ -555,7 +556,17 @@ fn select_runs(
                 .collect()
         })
         .unwrap_or_default();
-    let mut all = reg.runs(cx.dep)?;
+    // Runs by id are point reads; other filters walk the deployment's runs.
+    let mut all = if run_ids.is_empty() {
+        reg.runs(cx.dep)?
+    } else {
+        let mut v = Vec::new();
+        for id in &run_ids {
+            v.extend(reg.run(cx.dep, id)?);
+        }
+        v.sort_by_key(|r| r.storage_id);
+        v
+    };
     if vars.get("ascending").and_then(Value::as_bool) != Some(true) {
         all.reverse();
     }
@@ -985,6 +996,31 @@ fn step_stats(cx: &Ctx, run_id: &str) -> Result<Value> {
 // ---- assets ----
 
 fn asset_op(cx: &Ctx, op: &str, vars: &Value) -> Result<Value> {
+    // The reads a run worker makes for every step are answered from the assets view (a
+    // point read per asset); the rest scan the deployment's Dagster events.
+    let keys_var = || -> Vec<Vec<String>> {
+        string_list(vars, "assetKeys")
+            .iter()
+            .filter_map(|s| key_var(s))
+            .collect()
+    };
+    match op {
+        "getAssetRecords" => return asset_records(cx, &keys_var()),
+        "getLatestMaterializationEvents" => {
+            let reader = Reader::new(cx.log, cx.dep);
+            let mut out = Vec::new();
+            for k in keys_var() {
+                let Some(a) = assets::by_key(&reader, cx.dep, &AssetKey(k))? else {
+                    continue;
+                };
+                if let Some(r) = rec_at(&reader, a.latest_materialization.as_ref())? {
+                    out.push(entry_output(&r.entry));
+                }
+            }
+            return Ok(Value::Array(out));
+        }
+        _ => {}
+    }
     let recs = deployment_events(cx)?;
     let of_type = |t: &'static str| recs.iter().filter(move |r| r.event_type() == Some(t));
     let key_of = |k: &str| -> Result<Vec<String>> {
@@ -1005,26 +1041,6 @@ fn asset_op(cx: &Ctx, op: &str, vars: &Value) -> Result<Value> {
             json!(recs
                 .iter()
                 .any(|r| is_asset_event(r) && r.asset_key().as_ref() == Some(&k)))
-        }
-        "getLatestMaterializationEvents" => {
-            let keys: Vec<Vec<String>> = string_list(vars, "assetKeys")
-                .iter()
-                .filter_map(|s| key_var(s))
-                .collect();
-            let mut latest: HashMap<Vec<String>, &Rec> = HashMap::new();
-            for r in of_type("ASSET_MATERIALIZATION") {
-                if let Some(k) = r.asset_key().filter(|k| keys.contains(k)) {
-                    latest.insert(k, r);
-                }
-            }
-            Value::Array(latest.values().map(|r| entry_output(&r.entry)).collect())
-        }
-        "getAssetRecords" => {
-            let wanted: Vec<Vec<String>> = string_list(vars, "assetKeys")
-                .iter()
-                .filter_map(|s| key_var(s))
-                .collect();
-            asset_records(cx, &recs, &wanted)?
         }
         "fetchMaterializationsQuery" => fetch(&recs, "ASSET_MATERIALIZATION", vars)?,
         "fetchObservationsQuery" => fetch(&recs, "ASSET_OBSERVATION", vars)?,
@@ -1335,52 +1351,62 @@ fn is_asset_event(r: &Rec) -> bool {
     )
 }
 
-fn asset_records(cx: &Ctx, recs: &[Rec], wanted: &[Vec<String>]) -> Result<Value> {
-    #[derive(Default)]
-    struct A<'r> {
-        mat: Option<&'r Rec>,
-        obs: Option<&'r Rec>,
-        planned: Option<&'r Rec>,
-        last_run: Option<&'r str>,
-    }
-    let mut assets: BTreeMap<Vec<String>, A> = BTreeMap::new();
-    for r in recs.iter().filter(|r| is_asset_event(r)) {
-        let Some(k) = r.asset_key() else { continue };
-        if !wanted.is_empty() && !wanted.contains(&k) {
+/// The stored Dagster event a view points at.
+fn rec_at(reader: &Reader, at: Option<&crate::projection::EventRef>) -> Result<Option<Rec>> {
+    let Some(at) = at else { return Ok(None) };
+    let ev = reader.events(&[at.seq])?;
+    Ok(ev.first().and_then(|e| Rec::of(at.seq, e)))
+}
+
+/// `getAssetRecords`: from the assets view; every asset with a materialization,
+/// observation or planned or failed materialization when `wanted` is empty.
+fn asset_records(cx: &Ctx, wanted: &[Vec<String>]) -> Result<Value> {
+    let reader = Reader::new(cx.log, cx.dep);
+    let records: Vec<assets::AssetRecord> = if wanted.is_empty() {
+        assets::list(
+            &reader,
+            cx.dep,
+            &assets::AssetFilter::default(),
+            None,
+            usize::MAX,
+        )?
+    } else {
+        let mut v = Vec::new();
+        for k in wanted {
+            v.extend(assets::by_key(&reader, cx.dep, &AssetKey(k.clone()))?);
+        }
+        v
+    };
+    let mut out = Vec::new();
+    for a in records {
+        if a.latest_materialization.is_none()
+            && a.latest_observation.is_none()
+            && a.latest_planned.is_none()
+            && a.latest_failed.is_none()
+        {
             continue;
         }
-        let a = assets.entry(k).or_default();
-        match r.event_type() {
-            Some("ASSET_MATERIALIZATION") => {
-                a.mat = Some(r);
-                if !r.run_id().is_empty() {
-                    a.last_run = Some(r.run_id());
-                }
-            }
-            Some("ASSET_OBSERVATION") => a.obs = Some(r),
-            Some("ASSET_MATERIALIZATION_PLANNED") => {
-                a.planned = Some(r);
-                a.last_run = Some(r.run_id());
-            }
-            _ => {}
-        }
-    }
-    let reader = Reader::new(cx.log, cx.dep);
-    let mut out = Vec::new();
-    for (k, a) in assets {
-        let id = crate::projection::asset_id(&reader, cx.dep, &crate::event::AssetKey(k.clone()))?
-            .unwrap_or(0);
+        let mat = rec_at(&reader, a.latest_materialization.as_ref())?;
+        let obs = rec_at(&reader, a.latest_observation.as_ref())?;
+        let planned = a.latest_planned.as_ref();
+        // The run of the latest materialization or planned materialization.
+        let last_run = [a.latest_materialization.as_ref(), planned]
+            .into_iter()
+            .flatten()
+            .filter(|r| r.run_id.is_some())
+            .max_by_key(|r| r.seq)
+            .and_then(|r| r.run_id.clone());
         out.push(json!({
-            "storageId": id,
+            "storageId": a.id,
             "assetEntry": {
-                "assetKey": {"path": k},
-                "lastMaterializationRecord": a.mat.map(Rec::record),
-                "lastRunId": a.last_run,
-                "assetDetails": null,
+                "assetKey": {"path": a.key.0},
+                "lastMaterializationRecord": mat.as_ref().map(Rec::record),
+                "lastRunId": last_run,
+                "assetDetails": a.wiped_at.map(|(t, _)| json!({"lastWipeTimestamp": float(t as f64 / 1e6)})),
                 "cachedStatus": null,
-                "lastObservationRecord": a.obs.map(Rec::record),
-                "lastPlannedMaterializationStorageId": a.planned.map(|r| r.seq),
-                "lastPlannedMaterializationRunId": a.planned.map(Rec::run_id),
+                "lastObservationRecord": obs.as_ref().map(Rec::record),
+                "lastPlannedMaterializationStorageId": planned.map(|r| r.seq),
+                "lastPlannedMaterializationRunId": planned.and_then(|r| r.run_id.clone()),
             }
         }));
     }
