@@ -158,6 +158,9 @@ fn every_command_has_help() {
         vec!["token", "--help"],
         vec!["token", "create", "--help"],
         vec!["token", "revoke", "--help"],
+        vec!["export", "--help"],
+        vec!["rebuild", "--help"],
+        vec!["schema", "--help"],
     ] {
         let out = Command::new(BIN).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -175,7 +178,19 @@ fn every_command_has_help() {
         "--max-body-bytes",
         "--tls-cert",
         "ASSETLOG_LISTEN",
+        "--dagster-plus-disable-compute-logs",
     ] {
         assert!(text.contains(flag), "serve --help lacks {flag}");
     }
+    // A table name that does not exist is refused with the list of tables.
+    let out = Command::new(BIN)
+        .args(["export", "--out", "/nonexistent", "--tables", "evnets"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("evnets") && err.contains("row_counts"),
+        "{err}"
+    );
 }

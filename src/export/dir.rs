@@ -163,11 +163,14 @@ pub fn export_dir(log: &Log, req: &Request, progress: &mut dyn FnMut(Seq, Seq)) 
             )))
         }
     };
-    let tables: Vec<Table> = match (&req.tables, &manifest) {
+    let mut tables: Vec<Table> = match (&req.tables, &manifest) {
         (Some(t), _) => t.clone(),
         (None, Some(m)) => m.tables.keys().filter_map(|n| Table::parse(n)).collect(),
         (None, None) => Table::ALL.to_vec(),
     };
+    // A table named twice is exported once.
+    tables.sort();
+    tables.dedup();
     if let Some(m) = &manifest {
         for t in &tables {
             match m.tables.get(t.name()) {
