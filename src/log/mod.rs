@@ -646,6 +646,10 @@ fn last_seq(db: &DB) -> Result<Seq> {
     Ok(it.key().and_then(keys::log_seq).unwrap_or(0))
 }
 
+/// Requests with at least this many events are encoded on a helper thread while the writer
+/// looks up their ids.
+const PARALLEL_ENCODE: usize = 256;
+
 /// The single writer: owns `next_seq` and every write to the log and its indexes.
 struct Writer {
     db: Arc<DB>,
@@ -777,14 +781,38 @@ impl Writer {
             .iter()
             .map(|e| keys::dedupe(e.envelope.deployment, &e.envelope.event_id))
             .collect();
-        let stored = self.db.batched_multi_get_cf(index_cf, dkeys.iter(), false);
+        // Encoding and hashing the events (on the other core, for large requests) overlaps
+        // the dedupe lookups.
+        let encode = |evs: &[Event]| -> Vec<(Vec<u8>, u128)> {
+            evs.iter()
+                .map(|e| {
+                    let b = codec::encode_event(e);
+                    let h = codec::content_hash(&b);
+                    (b, h)
+                })
+                .collect()
+        };
+        let db = &self.db;
+        let (encoded, stored) = std::thread::scope(|scope| {
+            let helper = (events.len() >= PARALLEL_ENCODE).then(|| scope.spawn(|| encode(events)));
+            let stored = db.batched_multi_get_cf(index_cf, dkeys.iter(), false);
+            let encoded = match helper.map(|h| h.join()) {
+                Some(Ok(e)) => e,
+                _ => encode(events),
+            };
+            (encoded, stored)
+        });
         let mut local: HashMap<&[u8], DedupeEntry> = HashMap::new();
         let mut new_entries = Vec::new();
         let mut result = Vec::with_capacity(events.len());
         let mut seq = self.next_seq;
-        for (i, ((ev, dkey), stored)) in events.iter().zip(&dkeys).zip(stored).enumerate() {
-            let bytes = codec::encode_event(ev);
-            let hash = codec::content_hash(&bytes);
+        for (i, (((ev, dkey), stored), (bytes, hash))) in events
+            .iter()
+            .zip(&dkeys)
+            .zip(stored)
+            .zip(encoded)
+            .enumerate()
+        {
             let existing = match local.get(dkey.as_slice()).or_else(|| pending.get(dkey)) {
                 Some(d) => Some(*d),
                 None => match stored? {
