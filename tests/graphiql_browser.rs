@@ -1,7 +1,7 @@
 //! GraphiQL in a real browser: headless Chromium loads `GET /graphql` from a running
 //! server (all scripts served by assetlog itself), GraphiQL runs a query through its own
 //! fetcher, and the result shows up in the page. A screenshot is kept under
-//! `target/graphiql.png` as evidence.
+//! `target/tmp/graphiql.png` as evidence.
 
 mod common;
 
@@ -76,7 +76,7 @@ async fn graphiql_loads_and_runs_a_query() {
         &dom[..dom.len().min(4000)]
     );
 
-    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/graphiql.png");
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("graphiql.png");
     let shot_arg = format!("--screenshot={}", shot.display());
     let profile2 = dir.path().join("chromium-profile-2");
     let url2 = url.clone();
