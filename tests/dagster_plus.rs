@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
-use common::{client, token_for, Server};
+use common::{client, metric, token_for, Server};
 use serde_json::{json, Value};
 
 const WORKLOAD: &str = concat!(
@@ -118,21 +118,6 @@ async fn graphql(server: &Server, token: &str, query: &str) -> Value {
         .unwrap();
     assert!(v.get("errors").is_none(), "{v}");
     v["data"].clone()
-}
-
-async fn metric(server: &Server, name: &str) -> u64 {
-    let text = client()
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing"))
 }
 
 /// What the native views say about the `materialize` workload of one deployment.

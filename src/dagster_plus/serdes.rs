@@ -352,26 +352,11 @@ fn to_native(entry: &Value, id: &str) -> Option<Value> {
             put("metadata", metadata(a));
             put("tags", a.get("tags").cloned().unwrap_or(Value::Null));
         }
-        "ASSET_MATERIALIZATION_PLANNED" => {
+        "ASSET_MATERIALIZATION_PLANNED" | "ASSET_CHECK_EVALUATION_PLANNED" => {
             put("asset_key", asset_key(&data));
-            put(
-                "partition",
-                data.get("partition").cloned().unwrap_or(Value::Null),
-            );
-            let keys = data
-                .get("partitions_subset")
-                .map(subset_keys)
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                put("partitions", json!(keys));
+            for k in ["partition", "check_name"] {
+                put(k, data.get(k).cloned().unwrap_or(Value::Null));
             }
-        }
-        "ASSET_CHECK_EVALUATION_PLANNED" => {
-            put("asset_key", asset_key(&data));
-            put(
-                "check_name",
-                data.get("check_name").cloned().unwrap_or(Value::Null),
-            );
             let keys = data
                 .get("partitions_subset")
                 .map(subset_keys)

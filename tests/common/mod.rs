@@ -200,8 +200,8 @@ pub fn mat(id: &str) -> Value {
            "metadata": {"dagster/row_count": 10}})
 }
 
-/// The `assetlog_log_last_seq` gauge from `/metrics`.
-pub async fn last_seq(server: &Server) -> u64 {
+/// A counter or gauge from `/metrics`.
+pub async fn metric(server: &Server, name: &str) -> u64 {
     let text = client()
         .get(server.url("/metrics"))
         .send()
@@ -211,8 +211,12 @@ pub async fn last_seq(server: &Server) -> u64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix("assetlog_log_last_seq "))
-        .unwrap()
-        .parse()
-        .unwrap()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing"))
+}
+
+/// The `assetlog_log_last_seq` gauge from `/metrics`.
+pub async fn last_seq(server: &Server) -> u64 {
+    metric(server, "assetlog_log_last_seq").await
 }
