@@ -132,19 +132,9 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
         );
     }
     let vars = request.get("variables").cloned().unwrap_or(Value::Null);
-    let key = idempotency_key(&headers);
-    let limits = state.config.limits();
-    let log = state.log.clone();
-    let dep = principal.deployment;
     let op2 = op.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        let cx = ops::Ctx {
-            log: &log,
-            dep,
-            idempotency_key: key,
-            limits,
-        };
-        ops::run(&cx, &op2, &vars)
+    let result = with_ctx(&state, &principal, &headers, move |cx| {
+        ops::run(cx, &op2, &vars)
     })
     .await;
     METRICS
@@ -158,6 +148,28 @@ async fn graphql(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
             gql_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         }
     }
+}
+
+/// Run `f` on a blocking thread against the operations' context of this request.
+async fn with_ctx<T: Send + 'static>(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    f: impl FnOnce(&ops::Ctx) -> Result<T, OpError> + Send + 'static,
+) -> Result<Result<T, OpError>, tokio::task::JoinError> {
+    let log = state.log.clone();
+    let limits = state.config.limits();
+    let dep = principal.deployment;
+    let key = idempotency_key(headers);
+    tokio::task::spawn_blocking(move || {
+        f(&ops::Ctx {
+            log: &log,
+            dep,
+            idempotency_key: key,
+            limits,
+        })
+    })
+    .await
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Option<String> {
@@ -268,18 +280,8 @@ async fn store_events(State(state): State<AppState>, headers: HeaderMap, body: B
             "store_events: expected a StoreEventBatchRequest with event_log_entries",
         );
     };
-    let key = idempotency_key(&headers);
-    let limits = state.config.limits();
-    let log = state.log.clone();
-    let dep = principal.deployment;
-    let result = tokio::task::spawn_blocking(move || {
-        let cx = ops::Ctx {
-            log: &log,
-            dep,
-            idempotency_key: key,
-            limits,
-        };
-        ops::store(&cx, entries)
+    let result = with_ctx(&state, &principal, &headers, move |cx| {
+        ops::store(cx, entries)
     })
     .await;
     METRICS
@@ -288,7 +290,10 @@ async fn store_events(State(state): State<AppState>, headers: HeaderMap, body: B
     match result {
         Ok(Ok(_)) => Json(json!({"ok": true})).into_response(),
         Ok(Err(e)) => op_error("store_events", e),
-        Err(_) => gql_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        Err(e) => {
+            tracing::error!(error = %e, "store_events panicked");
+            gql_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
     }
 }
 
@@ -433,7 +438,14 @@ async fn upload(State(state): State<AppState>, Path(id): Path<String>, body: Bod
                 .fetch_add(1, Ordering::Relaxed);
             StatusCode::OK.into_response()
         }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "storing a compute log failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storing a compute log panicked");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
     }
 }
 

@@ -482,17 +482,13 @@ fn add_run(cx: &Ctx, reg: &Registry, serialized: &str) -> Result<Value> {
     Ok(json!({"ok": true, "error": null}))
 }
 
-fn status_name(s: runs::RunStatus) -> &'static str {
-    s.as_str()
-}
-
 /// The stored run with the status the run's events give it.
 fn patched_run(r: &StoredRun, view: Option<&runs::RunRecord>) -> String {
     let mut v = run_json(r);
     if let (Some(obj), Some(view)) = (v.as_object_mut(), view) {
         obj.insert(
             "status".into(),
-            json!({"__enum__": format!("PipelineRunStatus.{}", status_name(view.status))}),
+            json!({"__enum__": format!("PipelineRunStatus.{}", view.status.as_str())}),
         );
         // As Dagster's run storage does on a failure event.
         if let (runs::RunStatus::Failure, Some(reason)) = (view.status, &view.failure_reason) {
@@ -601,9 +597,7 @@ fn select_runs(
             continue;
         }
         let view = runs::get(&reader, cx.dep, id)?;
-        let status = view
-            .as_ref()
-            .map_or("NOT_STARTED", |v| status_name(v.status));
+        let status = view.as_ref().map_or("NOT_STARTED", |v| v.status.as_str());
         if !statuses.is_empty() && !statuses.iter().any(|s| s == status) {
             continue;
         }

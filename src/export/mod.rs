@@ -227,9 +227,7 @@ impl Touched {
 
     fn note(&mut self, dep: DeploymentId, body: &EventBody, run: Option<&str>) {
         if let Some(r) = run {
-            if !self.runs.contains(&(dep, r.to_string())) {
-                self.runs.insert((dep, r.to_string()));
-            }
+            self.runs.insert((dep, r.to_string()));
         }
         match body {
             EventBody::BackfillCreated(b) => {

@@ -112,7 +112,7 @@ pub(super) fn run<W: Write + Send>(
             });
         }
         drop(done_tx);
-        let writer = scope.spawn(move || write_in_order(done_rx, sinks, track));
+        let writer = scope.spawn(move || write_in_order(done_rx, sinks));
 
         let mut chunk = Chunk {
             index: 0,
@@ -157,7 +157,6 @@ pub(super) fn run<W: Write + Send>(
 fn write_in_order<W: Write + Send>(
     done: Receiver<Result<Built>>,
     sinks: &mut [Sink<W>],
-    track: bool,
 ) -> Result<Option<Touched>> {
     let mut pending: BTreeMap<u64, Built> = BTreeMap::new();
     let mut next = 0u64;
@@ -178,6 +177,5 @@ fn write_in_order<W: Write + Send>(
             next += 1;
         }
     }
-    debug_assert!(pending.is_empty() || !track || touched.is_some());
     Ok(touched)
 }
