@@ -132,8 +132,38 @@ fn bench_raw_rocksdb(c: &mut Criterion) {
     g.finish();
 }
 
+/// Encoding and hashing alone: what the writer (or its helper) spends per event.
+fn bench_codec(c: &mut Criterion) {
+    let evs = events(1000);
+    let encoded: Vec<Vec<u8>> = evs.iter().map(codec::encode_event).collect();
+    let mut g = c.benchmark_group("codec");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function(BenchmarkId::new("encode_hash", 1000), |b| {
+        b.iter(|| {
+            evs.iter()
+                .map(|e| codec::content_hash(&codec::encode_event(e)))
+                .fold(0u128, |a, h| a ^ h)
+        })
+    });
+    g.bench_function(BenchmarkId::new("decode", 1000), |b| {
+        b.iter(|| {
+            encoded
+                .iter()
+                .map(|v| {
+                    codec::decode_event(v, String::new)
+                        .unwrap()
+                        .envelope
+                        .timestamp_us
+                })
+                .sum::<i64>()
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
+    bench_codec,
     bench_append,
     bench_append_with_views,
     bench_raw_rocksdb

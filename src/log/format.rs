@@ -2,7 +2,12 @@
 //!
 //! Value of the `format` key: magic `ALOG` then the version as `u32` BE. A store with a
 //! newer version is refused with a message saying to use a newer assetlog; an older one is
-//! migrated step by step (there is none yet: version 1 is the first).
+//! migrated at open (see [`super::Log::open`]).
+//!
+//! | version | change |
+//! |---------|--------|
+//! | 1 | first |
+//! | 2 | run and deployment indexes hold stretches of seqs (kinds 0x05, 0x06) instead of one entry per event (0x03, 0x04) |
 
 use std::path::Path;
 
@@ -12,7 +17,7 @@ use super::error::{Error, Result};
 use super::{cf, keys};
 
 /// The format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 4] = b"ALOG";
 
 pub fn encode(version: u32) -> [u8; 8] {
@@ -51,8 +56,9 @@ pub fn write(db: &DB, version: u32) -> Result<()> {
     Ok(())
 }
 
-/// At open: stamp a new store, accept the current version, refuse a newer one.
-pub fn check_or_init(db: &DB, path: &Path) -> Result<()> {
+/// At open: stamp a new store, accept the current version, refuse a newer one. Returns the
+/// stored version when it is older and the store needs migrating.
+pub fn check_or_init(db: &DB, path: &Path) -> Result<Option<u32>> {
     match read(db)? {
         None => {
             let log = db.cf_handle(cf::LOG).expect("created at open");
@@ -63,18 +69,15 @@ pub fn check_or_init(db: &DB, path: &Path) -> Result<()> {
                     path: path.display().to_string(),
                 });
             }
-            write(db, FORMAT_VERSION)
+            write(db, FORMAT_VERSION)?;
+            Ok(None)
         }
-        Some(v) if v == FORMAT_VERSION => Ok(()),
+        Some(v) if v == FORMAT_VERSION => Ok(None),
         Some(v) if v > FORMAT_VERSION => Err(Error::UnsupportedVersion {
             path: path.display().to_string(),
             found: v,
             supported: FORMAT_VERSION,
         }),
-        Some(v) => Err(Error::UnsupportedVersion {
-            path: path.display().to_string(),
-            found: v,
-            supported: FORMAT_VERSION,
-        }),
+        Some(v) => Ok(Some(v)),
     }
 }

@@ -9,8 +9,10 @@
 //! |------|---------------|-----|-------|
 //! | 0x01 | log    | `seq: u64` | codec byte + postcard [`crate::event::Event`] |
 //! | 0x02 | index  | `deployment: u32, event_id` | [`super::codec::DedupeEntry`] |
-//! | 0x03 | index  | `deployment: u32, run_id, 0x00, seq: u64` | empty |
-//! | 0x04 | index  | `deployment: u32, seq: u64` | empty |
+//! | 0x03 | index  | retired (format 1: one run-index entry per event) | |
+//! | 0x04 | index  | retired (format 1: one deployment-index entry per event) | |
+//! | 0x05 | index  | `deployment: u32, run_id, 0x00, first_seq: u64` | `last_seq: u64` |
+//! | 0x06 | index  | `deployment: u32, first_seq: u64` | `last_seq: u64` |
 //! | 0x10 | meta   | `"format"` | magic `ALOG` + format version `u32` |
 //! | 0x11 | meta   | `"next_deployment"` | `u32` |
 //! | 0x12 | meta   | `deployment name` | `u32` deployment id |
@@ -21,8 +23,14 @@ use crate::event::{DeploymentId, Seq};
 
 pub const LOG: u8 = 0x01;
 pub const DEDUPE: u8 = 0x02;
-pub const RUN_EVENTS: u8 = 0x03;
-pub const DEPLOYMENT_EVENTS: u8 = 0x04;
+/// Format 1's per-event run index; deleted when a store is migrated to format 2.
+pub const RETIRED_RUN_EVENTS: u8 = 0x03;
+/// Format 1's per-event deployment index; deleted when a store is migrated to format 2.
+pub const RETIRED_DEPLOYMENT_EVENTS: u8 = 0x04;
+/// A stretch of consecutive sequence numbers that all belong to one run: the run index.
+pub const RUN_RANGE: u8 = 0x05;
+/// A stretch of consecutive sequence numbers that all belong to one deployment.
+pub const DEPLOYMENT_RANGE: u8 = 0x06;
 pub const META_FORMAT: u8 = 0x10;
 pub const META_NEXT_DEPLOYMENT: u8 = 0x11;
 pub const META_DEPLOYMENT: u8 = 0x12;
@@ -53,33 +61,42 @@ pub fn dedupe(deployment: DeploymentId, event_id: &str) -> Vec<u8> {
 }
 
 /// Prefix of every run-index key of one run.
-pub fn run_events_prefix(deployment: DeploymentId, run_id: &str) -> Vec<u8> {
+pub fn run_range_prefix(deployment: DeploymentId, run_id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(14 + run_id.len());
-    k.push(RUN_EVENTS);
+    k.push(RUN_RANGE);
     k.extend_from_slice(&deployment.to_be_bytes());
     k.extend_from_slice(run_id.as_bytes());
     k.push(0);
     k
 }
 
-pub fn run_events(deployment: DeploymentId, run_id: &str, seq: Seq) -> Vec<u8> {
-    let mut k = run_events_prefix(deployment, run_id);
-    k.extend_from_slice(&seq.to_be_bytes());
+/// The run-index entry of the stretch that starts at `first`.
+pub fn run_range(deployment: DeploymentId, run_id: &str, first: Seq) -> Vec<u8> {
+    let mut k = run_range_prefix(deployment, run_id);
+    k.extend_from_slice(&first.to_be_bytes());
     k
 }
 
-/// The sequence number at the end of an index key (run or deployment index).
-pub fn index_seq(key: &[u8]) -> Option<Seq> {
+/// Prefix of every deployment-index key of one deployment.
+pub fn deployment_range_prefix(deployment: DeploymentId) -> [u8; 5] {
+    let mut k = [0u8; 5];
+    k[0] = DEPLOYMENT_RANGE;
+    k[1..].copy_from_slice(&deployment.to_be_bytes());
+    k
+}
+
+/// The deployment-index entry of the stretch that starts at `first`.
+pub fn deployment_range(deployment: DeploymentId, first: Seq) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[..5].copy_from_slice(&deployment_range_prefix(deployment));
+    k[5..].copy_from_slice(&first.to_be_bytes());
+    k
+}
+
+/// The first sequence number of a range key (the last 8 bytes of run and deployment keys).
+pub fn range_first(key: &[u8]) -> Option<Seq> {
     let tail = key.get(key.len().checked_sub(8)?..)?;
     Some(u64::from_be_bytes(tail.try_into().ok()?))
-}
-
-pub fn deployment_events(deployment: DeploymentId, seq: Seq) -> [u8; 13] {
-    let mut k = [0u8; 13];
-    k[0] = DEPLOYMENT_EVENTS;
-    k[1..5].copy_from_slice(&deployment.to_be_bytes());
-    k[5..].copy_from_slice(&seq.to_be_bytes());
-    k
 }
 
 pub fn meta(kind: u8, name: &[u8]) -> Vec<u8> {
@@ -118,25 +135,32 @@ mod tests {
         fn run_keys_group_by_run_then_order_by_seq(
             r1 in "[a-z0-9-]{1,12}", r2 in "[a-z0-9-]{1,12}", s1: u64, s2: u64
         ) {
-            let k1 = run_events(7, &r1, s1);
-            let k2 = run_events(7, &r2, s2);
+            let k1 = run_range(7, &r1, s1);
+            let k2 = run_range(7, &r2, s2);
             if r1 == r2 {
                 prop_assert_eq!(s1.cmp(&s2), k1.cmp(&k2));
             } else {
                 // A run's keys never interleave with another run's, even when one id is a
                 // prefix of the other (the NUL terminator sorts first).
-                let p1 = run_events_prefix(7, &r1);
+                let p1 = run_range_prefix(7, &r1);
                 prop_assert!(!k2.starts_with(&p1));
             }
-            prop_assert_eq!(index_seq(&k1), Some(s1));
+            prop_assert_eq!(range_first(&k1), Some(s1));
+        }
+
+        #[test]
+        fn deployment_keys_order_by_deployment_then_seq(d1: u32, d2: u32, s1: u64, s2: u64) {
+            let (k1, k2) = (deployment_range(d1, s1), deployment_range(d2, s2));
+            prop_assert_eq!((d1, s1).cmp(&(d2, s2)), k1.cmp(&k2));
+            prop_assert_eq!(range_first(&k1), Some(s1));
         }
     }
 
     #[test]
     fn prefix_end_bounds_the_prefix() {
-        let p = run_events_prefix(1, "run");
+        let p = run_range_prefix(1, "run");
         let end = prefix_end(&p);
-        assert!(run_events(1, "run", u64::MAX) < end);
-        assert!(run_events(1, "run0", 0) > p);
+        assert!(run_range(1, "run", u64::MAX) < end);
+        assert!(run_range(1, "run0", 0) > p);
     }
 }

@@ -3,7 +3,7 @@
 //! One writer thread owns sequence numbers. Appenders send whole requests to it through a
 //! bounded queue; it drains whatever has queued up (group commit), checks each event id
 //! against the dedupe index, assigns sequence numbers, puts log entries, dedupe entries and
-//! run-index entries of all those requests in **one** `WriteBatch`, writes it with fsync, and
+//! index entries of all those requests in **one** `WriteBatch`, writes it with fsync, and
 //! only then answers the appenders and advances the tail watch. So:
 //!
 //! - an acknowledged event is durable and visible to every read after the ack;
@@ -13,6 +13,10 @@
 //!   bytes is [`Error::Conflict`];
 //! - after a failed write the writer is poisoned and refuses further writes (the state of a
 //!   failed fsync is unknowable; restarting recovers from the WAL).
+//!
+//! The run and deployment indexes hold stretches, not events: consecutive new events of one
+//! run (of one deployment) in a group share one entry `first seq -> last seq`. A batch of
+//! 1,000 events of a few runs adds a handful of index entries instead of 2,000.
 //!
 //! Layout of keys and values: [`keys`] and [`codec`]; the DB format version: [`format`].
 
@@ -159,7 +163,9 @@ impl Log {
             .iter()
             .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)));
         let db = Arc::new(DB::open_cf_descriptors(&db_options(), &path, descriptors)?);
-        format::check_or_init(&db, &path)?;
+        if let Some(old) = format::check_or_init(&db, &path)? {
+            migrate(&db, old)?;
+        }
         let last = last_seq(&db)?;
         let (tail_tx, tail_rx) = watch::channel(last);
         let (tx, rx) = sync_channel(options.queue_capacity);
@@ -363,8 +369,7 @@ impl Log {
         from: Seq,
         limit: usize,
     ) -> Result<Vec<(Seq, Event)>> {
-        let prefix = keys::run_events_prefix(deployment, run_id);
-        self.read_index(&prefix, &keys::run_events(deployment, run_id, from), limit)
+        self.read_ranges(&keys::run_range_prefix(deployment, run_id), from, limit)
     }
 
     /// Up to `limit` events of one deployment with sequence number `>= from`, in order.
@@ -374,38 +379,56 @@ impl Log {
         from: Seq,
         limit: usize,
     ) -> Result<Vec<(Seq, Event)>> {
-        let start = keys::deployment_events(deployment, from);
-        self.read_index(&start[..5], &start, limit)
+        self.read_ranges(&keys::deployment_range_prefix(deployment), from, limit)
     }
 
-    /// Events whose index keys (ending in a seq) start with `prefix`, from `start` on.
-    fn read_index(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Seq, Event)>> {
+    /// Events `>= from` of the stretches under `prefix` (run or deployment index), in order:
+    /// the stretch holding `from` is found with one backward seek, then each stretch is one
+    /// forward scan of the log.
+    fn read_ranges(&self, prefix: &[u8], from: Seq, limit: usize) -> Result<Vec<(Seq, Event)>> {
         let mut ro = ReadOptions::default();
+        ro.set_iterate_lower_bound(prefix.to_vec());
         ro.set_iterate_upper_bound(keys::prefix_end(prefix));
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf::INDEX), ro);
-        it.seek(start);
-        let mut seqs = Vec::new();
-        while let Some(k) = it.key() {
-            if seqs.len() >= limit {
-                break;
-            }
-            seqs.extend(keys::index_seq(k));
-            it.next();
+        let mut ranges = self.db.raw_iterator_cf_opt(self.cf(cf::INDEX), ro);
+        let mut start = prefix.to_vec();
+        start.extend_from_slice(&from.to_be_bytes());
+        ranges.seek_for_prev(&start);
+        if !ranges.valid() {
+            ranges.status()?;
+            ranges.seek(&start);
         }
-        it.status()?;
-        let cf = self.cf(cf::LOG);
-        let log_keys: Vec<[u8; 9]> = seqs.iter().map(|s| keys::log(*s)).collect();
-        let values = self.db.batched_multi_get_cf(cf, log_keys.iter(), true);
-        seqs.into_iter()
-            .zip(values)
-            .map(|(seq, v)| match v? {
-                Some(v) => Ok((seq, codec::decode_event(&v, || format!("log seq {seq}"))?)),
-                None => Err(Error::Corrupt {
-                    location: format!("index {}", hex::encode(prefix)),
-                    reason: format!("points at missing seq {seq}"),
-                }),
-            })
-            .collect()
+        let mut log = self.db.raw_iterator_cf(self.cf(cf::LOG));
+        let mut out = Vec::new();
+        while let (Some(k), Some(v)) = (ranges.key(), ranges.value()) {
+            let (first, last) = decode_range(k, v)?;
+            let mut seq = first.max(from);
+            if seq <= last {
+                log.seek(keys::log(seq));
+            }
+            while seq <= last {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                match (log.key().and_then(keys::log_seq), log.value()) {
+                    (Some(found), Some(bytes)) if found == seq => out.push((
+                        seq,
+                        codec::decode_event(bytes, || format!("log seq {seq}"))?,
+                    )),
+                    _ => {
+                        log.status()?;
+                        return Err(Error::Corrupt {
+                            location: format!("index {}", hex::encode(prefix)),
+                            reason: format!("points at missing seq {seq}"),
+                        });
+                    }
+                }
+                log.next();
+                seq += 1;
+            }
+            ranges.next();
+        }
+        ranges.status()?;
+        Ok(out)
     }
 
     /// Run `projector` over stored events `from..=to` in chunks, committing view rows per
@@ -524,6 +547,10 @@ impl Log {
         let mut expected = 1;
         let index = self.cf(cf::INDEX);
         let mut problems = Vec::new();
+        let mut covered = Coverage {
+            ranges: self.db.raw_iterator_cf(index),
+            last: Vec::new(),
+        };
         self.scan_raw(1, |seq, bytes| {
             if seq != expected {
                 problems.push(format!("gap: expected seq {expected}, found {seq}"));
@@ -553,9 +580,14 @@ impl Log {
                     ev.envelope.event_id
                 )),
             }
+            let deployment = ev.envelope.deployment;
+            if !covered.covers(&keys::deployment_range_prefix(deployment), seq)? {
+                problems.push(format!(
+                    "seq {seq}: missing from the index of its deployment"
+                ));
+            }
             if let Some(run) = &ev.envelope.run_id {
-                let rkey = keys::run_events(ev.envelope.deployment, run, seq);
-                if self.db.get_pinned_cf(index, &rkey)?.is_none() {
+                if !covered.covers(&keys::run_range_prefix(deployment, run), seq)? {
                     problems.push(format!("seq {seq}: missing from the index of run {run:?}"));
                 }
                 report.run_entries_expected += 1;
@@ -577,8 +609,17 @@ impl Log {
                         problems.push(format!("dedupe entry points past the log: seq {}", d.seq));
                     }
                 }
-                Some(&keys::RUN_EVENTS) => report.run_entries += 1,
-                Some(&keys::DEPLOYMENT_EVENTS) => report.deployment_entries += 1,
+                Some(&keys::RUN_RANGE) => {
+                    let (first, last) = decode_range(&k, &v)?;
+                    report.run_entries += last.saturating_sub(first) + 1;
+                }
+                Some(&keys::DEPLOYMENT_RANGE) => {
+                    let (first, last) = decode_range(&k, &v)?;
+                    report.deployment_entries += last.saturating_sub(first) + 1;
+                    if last >= expected {
+                        problems.push(format!("deployment index points past the log: seq {last}"));
+                    }
+                }
                 _ => {}
             }
         }
@@ -622,11 +663,170 @@ impl Drop for Log {
 pub struct VerifyReport {
     pub events: u64,
     pub dedupe_entries: u64,
+    /// Events covered by run-index stretches.
     pub run_entries: u64,
     pub run_entries_expected: u64,
+    /// Events covered by deployment-index stretches.
     pub deployment_entries: u64,
     /// Empty when the store is sound.
     pub problems: Vec<String>,
+}
+
+/// Bring a store of an older format up to [`format::FORMAT_VERSION`]. Safe to redo after a
+/// crash half-way: the version marker is written last.
+fn migrate(db: &DB, from: u32) -> Result<()> {
+    tracing::info!(
+        from,
+        to = format::FORMAT_VERSION,
+        "migrating the store's format"
+    );
+    // 1 -> 2: per-event run and deployment index entries become stretches.
+    let index = db.cf_handle(cf::INDEX).expect("created at open");
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    let mut clear = WriteBatch::default();
+    clear.delete_range_cf(
+        index,
+        [keys::RETIRED_RUN_EVENTS],
+        [keys::DEPLOYMENT_RANGE + 1],
+    );
+    db.write_opt(clear, &wo)?;
+    let mut stretches = Stretches::default();
+    let mut batch = WriteBatch::default();
+    let mut it = db.raw_iterator_cf(db.cf_handle(cf::LOG).expect("created at open"));
+    it.seek_to_first();
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        let seq = keys::log_seq(k).ok_or_else(|| Error::Corrupt {
+            location: format!("log key {}", hex::encode(k)),
+            reason: "not a log key".into(),
+        })?;
+        let ev = codec::decode_event(v, || format!("log seq {seq}"))?;
+        let envelope = &ev.envelope;
+        stretches.add(
+            &mut batch,
+            index,
+            envelope.deployment,
+            envelope.run_id.as_deref(),
+            seq,
+        );
+        if batch.len() >= 65_536 {
+            db.write(std::mem::take(&mut batch))?;
+        }
+        it.next();
+    }
+    it.status()?;
+    stretches.finish(&mut batch, index);
+    db.write_opt(batch, &wo)?;
+    format::write(db, format::FORMAT_VERSION)?;
+    tracing::info!(from, "store migrated");
+    Ok(())
+}
+
+/// Answers "is `seq` inside a stretch under `prefix`?" for `verify`, remembering the last
+/// stretch found per prefix kind so a scan in seq order seeks once per stretch.
+struct Coverage<'a> {
+    ranges: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
+    /// (prefix, first, last) of stretches found lately.
+    last: Vec<(Vec<u8>, Seq, Seq)>,
+}
+
+impl Coverage<'_> {
+    fn covers(&mut self, prefix: &[u8], seq: Seq) -> Result<bool> {
+        if self
+            .last
+            .iter()
+            .any(|(p, first, last)| p == prefix && (*first..=*last).contains(&seq))
+        {
+            return Ok(true);
+        }
+        let mut key = prefix.to_vec();
+        key.extend_from_slice(&seq.to_be_bytes());
+        self.ranges.seek_for_prev(&key);
+        self.ranges.status()?;
+        let found = match (self.ranges.key(), self.ranges.value()) {
+            (Some(k), Some(v)) if k.len() == key.len() && k.starts_with(prefix) => {
+                Some(decode_range(k, v)?)
+            }
+            _ => None,
+        };
+        match found {
+            Some((first, last)) if (first..=last).contains(&seq) => {
+                if self.last.len() >= 8 {
+                    self.last.remove(0);
+                }
+                self.last.push((prefix.to_vec(), first, last));
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// A stretch entry of the run or deployment index: (first, last) seq.
+fn decode_range(key: &[u8], value: &[u8]) -> Result<(Seq, Seq)> {
+    let corrupt = || Error::Corrupt {
+        location: format!("index {}", hex::encode(key)),
+        reason: format!("not a stretch entry ({} value bytes)", value.len()),
+    };
+    let first = keys::range_first(key).ok_or_else(corrupt)?;
+    let last = value
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| corrupt())?;
+    if last < first {
+        return Err(corrupt());
+    }
+    Ok((first, last))
+}
+
+/// Consecutive new events of one deployment, and of one run, become one index entry each.
+/// Fed in seq order; [`Stretches::finish`] puts the open ones.
+#[derive(Default)]
+struct Stretches {
+    deployment: Option<(DeploymentId, Seq, Seq)>,
+    run: Option<(DeploymentId, String, Seq, Seq)>,
+}
+
+impl Stretches {
+    fn add(
+        &mut self,
+        batch: &mut WriteBatch,
+        cf: &rocksdb::ColumnFamily,
+        deployment: DeploymentId,
+        run: Option<&str>,
+        seq: Seq,
+    ) {
+        match &mut self.deployment {
+            Some((d, _, last)) if *d == deployment && *last + 1 == seq => *last = seq,
+            open => {
+                if let Some((d, first, last)) = open.replace((deployment, seq, seq)) {
+                    batch.put_cf(cf, keys::deployment_range(d, first), last.to_be_bytes());
+                }
+            }
+        }
+        let Some(run) = run else { return };
+        match &mut self.run {
+            Some((d, r, _, last)) if *d == deployment && *last + 1 == seq && r == run => {
+                *last = seq
+            }
+            open => {
+                if let Some((d, r, first, last)) =
+                    open.replace((deployment, run.to_owned(), seq, seq))
+                {
+                    batch.put_cf(cf, keys::run_range(d, &r, first), last.to_be_bytes());
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, batch: &mut WriteBatch, cf: &rocksdb::ColumnFamily) {
+        if let Some((d, first, last)) = self.deployment.take() {
+            batch.put_cf(cf, keys::deployment_range(d, first), last.to_be_bytes());
+        }
+        if let Some((d, r, first, last)) = self.run.take() {
+            batch.put_cf(cf, keys::run_range(d, &r, first), last.to_be_bytes());
+        }
+    }
 }
 
 fn decode_u32(v: &[u8], what: &str) -> Result<u32> {
@@ -722,6 +922,7 @@ impl Writer {
         let mut batch = WriteBatch::default();
         // Ids staged in this group, so two requests in one group dedupe against each other.
         let mut pending: HashMap<Vec<u8>, DedupeEntry> = HashMap::new();
+        let mut stretches = Stretches::default();
         let mut staged: Vec<Staged> = Vec::with_capacity(group.len());
         let start_seq = self.next_seq;
         // The requests' events are freed after the replies: dropping thousands of events is
@@ -732,10 +933,10 @@ impl Writer {
             let outcome = self.stage(
                 &req.events,
                 &mut pending,
+                &mut stretches,
                 &mut batch,
                 &mut txn,
-                log_cf,
-                index_cf,
+                (log_cf, index_cf),
             );
             spent.push(req.events);
             match outcome {
@@ -749,6 +950,7 @@ impl Writer {
                 }
             }
         }
+        stretches.finish(&mut batch, index_cf);
         txn.write_into(&mut batch);
         if self.next_seq != start_seq || !batch.is_empty() {
             if let Err(e) = db.write_opt(batch, wo) {
@@ -772,12 +974,12 @@ impl Writer {
         &mut self,
         events: &[Event],
         pending: &mut HashMap<Vec<u8>, DedupeEntry>,
+        stretches: &mut Stretches,
         batch: &mut WriteBatch,
         txn: &mut Txn<'_>,
-        log_cf: &rocksdb::ColumnFamily,
-        index_cf: &rocksdb::ColumnFamily,
+        (log_cf, index_cf): (&rocksdb::ColumnFamily, &rocksdb::ColumnFamily),
     ) -> Result<Vec<Appended>> {
-        let dkeys: Vec<Vec<u8>> = events
+        let mut dkeys: Vec<Vec<u8>> = events
             .iter()
             .map(|e| keys::dedupe(e.envelope.deployment, &e.envelope.event_id))
             .collect();
@@ -850,23 +1052,20 @@ impl Writer {
                 p.apply(txn, *seq, &events[*i])?;
             }
         }
+        drop(local);
         for (i, seq, bytes, entry) in new_entries {
-            let ev = &events[i];
+            let envelope = &events[i].envelope;
+            let dkey = std::mem::take(&mut dkeys[i]);
             batch.put_cf(log_cf, keys::log(seq), &bytes);
-            batch.put_cf(index_cf, &dkeys[i], entry.encode());
-            batch.put_cf(
+            batch.put_cf(index_cf, &dkey, entry.encode());
+            stretches.add(
+                batch,
                 index_cf,
-                keys::deployment_events(ev.envelope.deployment, seq),
-                [],
+                envelope.deployment,
+                envelope.run_id.as_deref(),
+                seq,
             );
-            if let Some(run) = &ev.envelope.run_id {
-                batch.put_cf(
-                    index_cf,
-                    keys::run_events(ev.envelope.deployment, run, seq),
-                    [],
-                );
-            }
-            pending.insert(dkeys[i].clone(), entry);
+            pending.insert(dkey, entry);
         }
         self.next_seq = seq;
         Ok(result)

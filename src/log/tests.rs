@@ -279,3 +279,242 @@ fn large_requests_dedupe_and_conflict_like_small_ones() {
     assert_eq!(log.get(n as u64 + 1).unwrap().as_ref(), Some(&second[0]));
     assert!(log.verify(|_| {}).unwrap().problems.is_empty());
 }
+
+/// Every run- and deployment-index entry, as (key hex, value hex).
+fn index_ranges(log: &Log) -> Vec<(String, String)> {
+    let index = log.db().cf_handle(cf::INDEX).unwrap();
+    log.db()
+        .iterator_cf(index, IteratorMode::Start)
+        .map(|kv| kv.unwrap())
+        .filter(|(k, _)| k[0] != keys::DEDUPE)
+        .map(|(k, v)| (hex::encode(k), hex::encode(v)))
+        .collect()
+}
+
+#[test]
+fn index_entries_are_stretches_of_seqs_golden() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let mut no_run = mat("n", "x");
+    no_run.envelope.run_id = None;
+    let mut other_deployment = mat("d2", "a");
+    other_deployment.envelope.deployment = 2;
+    // seqs 1-2 run a, 3 run b, 4 no run, 5 run a; then (dup of 1), 6 run a, 7 deployment 2.
+    log.append_blocking(vec![
+        mat("e1", "a"),
+        mat("e2", "a"),
+        mat("e3", "b"),
+        no_run,
+        mat("e5", "a"),
+    ])
+    .unwrap();
+    log.append_blocking(vec![mat("e1", "a"), mat("e6", "a"), other_deployment])
+        .unwrap();
+    let seq = |s: u64| hex::encode(s.to_be_bytes());
+    let run = |d: u32, r: &str, first: u64| {
+        format!(
+            "05{}{}00{}",
+            hex::encode(d.to_be_bytes()),
+            hex::encode(r),
+            seq(first)
+        )
+    };
+    let dep = |d: u32, first: u64| format!("06{}{}", hex::encode(d.to_be_bytes()), seq(first));
+    // The bytes of format 2's index: kind, deployment, run id, NUL, first seq -> last seq.
+    assert_eq!(run(1, "a", 5), "050000000161000000000000000005");
+    assert_eq!(
+        index_ranges(&log),
+        vec![
+            (run(1, "a", 1), seq(2)),
+            (run(1, "a", 5), seq(5)),
+            (run(1, "a", 6), seq(6)),
+            (run(1, "b", 3), seq(3)),
+            (run(2, "a", 7), seq(7)),
+            (dep(1, 1), seq(5)),
+            (dep(1, 6), seq(6)),
+            (dep(2, 7), seq(7)),
+        ]
+    );
+    let seqs = |v: Vec<(Seq, Event)>| v.into_iter().map(|(s, _)| s).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(log.read_run(1, "a", 0, 100).unwrap()),
+        vec![1, 2, 5, 6]
+    );
+    assert_eq!(seqs(log.read_run(1, "a", 2, 2).unwrap()), vec![2, 5]);
+    assert_eq!(
+        seqs(log.read_deployment(1, 3, 100).unwrap()),
+        vec![3, 4, 5, 6]
+    );
+    assert_eq!(seqs(log.read_deployment(2, 0, 100).unwrap()), vec![7]);
+    assert!(log.verify(|_| {}).unwrap().problems.is_empty());
+}
+
+#[test]
+fn verify_finds_a_missing_stretch() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append_blocking(vec![mat("a", "r"), mat("b", "r")])
+        .unwrap();
+    let index = log.db().cf_handle(cf::INDEX).unwrap();
+    log.db()
+        .delete_cf(index, keys::run_range(1, "r", 1))
+        .unwrap();
+    let report = log.verify(|_| {}).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("seq 2: missing from the index of run \"r\"")),
+        "{:?}",
+        report.problems
+    );
+}
+
+#[test]
+fn a_format_1_store_is_migrated_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut events: Vec<Event> = (0..300)
+        .map(|i| mat(&format!("e{i}"), &format!("run-{}", i % 7)))
+        .collect();
+    events[10].envelope.run_id = None;
+    events[20].envelope.deployment = 2;
+    let expected_ranges;
+    {
+        let log = open(dir.path());
+        for chunk in events.chunks(50) {
+            log.append_blocking(chunk.to_vec()).unwrap();
+        }
+        // Rewrite the index as format 1 had it: one entry per event, no stretches.
+        let (db, index) = (log.db(), log.db().cf_handle(cf::INDEX).unwrap());
+        let mut v1 = WriteBatch::default();
+        v1.delete_range_cf(index, [keys::RUN_RANGE], [keys::DEPLOYMENT_RANGE + 1]);
+        for (seq, ev) in log.read(1, 1000).unwrap() {
+            let d = ev.envelope.deployment.to_be_bytes();
+            let mut k = vec![keys::RETIRED_DEPLOYMENT_EVENTS];
+            k.extend(d);
+            k.extend(seq.to_be_bytes());
+            v1.put_cf(index, k, []);
+            if let Some(run) = &ev.envelope.run_id {
+                let mut k = vec![keys::RETIRED_RUN_EVENTS];
+                k.extend(d);
+                k.extend(run.as_bytes());
+                k.push(0);
+                k.extend(seq.to_be_bytes());
+                v1.put_cf(index, k, []);
+            }
+        }
+        expected_ranges = index_ranges(&log);
+        db.write(v1).unwrap();
+        format::write(db, 1).unwrap();
+    }
+    let log = open(dir.path());
+    assert_eq!(
+        format::read(log.db()).unwrap(),
+        Some(format::FORMAT_VERSION)
+    );
+    let report = log.verify(|_| {}).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.events, 300);
+    assert_eq!(report.run_entries, 299);
+    // Stretches are per run now, across the old requests' boundaries too; no old key is left.
+    let ranges = index_ranges(&log);
+    assert!(ranges
+        .iter()
+        .all(|(k, _)| k.starts_with("05") || k.starts_with("06")));
+    assert!(ranges.len() <= expected_ranges.len());
+    let run3: Vec<Seq> = log
+        .read_run(1, "run-3", 0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    let want: Vec<Seq> = (0..300u64)
+        .filter(|i| i % 7 == 3 && *i != 10 && *i != 20)
+        .map(|i| i + 1)
+        .collect();
+    assert_eq!(run3, want);
+}
+
+mod stretches {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// (deployment, run (None = no run), id): ids repeat, so some events are re-sends.
+    fn request() -> impl Strategy<Value = Vec<(u32, Option<u8>, u8)>> {
+        prop::collection::vec((1u32..3, prop::option::of(0u8..3), 0u8..40), 1..12)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Whatever the requests and however they group, reading a run or a deployment
+        /// through its stretches gives exactly its events in seq order, and verify agrees.
+        #[test]
+        fn run_and_deployment_reads_equal_a_filter_of_the_log(
+            requests in prop::collection::vec(request(), 1..8),
+            from in 0u64..30,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let log = Arc::new(open(dir.path()));
+            // Half the requests go in together (they may share a group), the rest in turn.
+            let (together, alone) = requests.split_at(requests.len() / 2);
+            let make = |req: &Vec<(u32, Option<u8>, u8)>| -> Vec<Event> {
+                req.iter()
+                    .map(|(d, run, id)| {
+                        let mut e = mat(&format!("id{id}"), &format!("run{}", run.unwrap_or(0)));
+                        e.envelope.deployment = *d;
+                        if run.is_none() {
+                            e.envelope.run_id = None;
+                        }
+                        e
+                    })
+                    .collect()
+            };
+            // Same id for a different event is a conflict: fine, the request is refused.
+            let handles: Vec<_> = together
+                .iter()
+                .map(|r| {
+                    let (log, evs) = (log.clone(), make(r));
+                    std::thread::spawn(move || { let _ = log.append_blocking(evs); })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            for r in alone {
+                let _ = log.append_blocking(make(r));
+            }
+            let all = log.read(1, 10_000).unwrap();
+            for d in 1u32..3 {
+                let want: Vec<Seq> = all
+                    .iter()
+                    .filter(|(s, e)| *s >= from && e.envelope.deployment == d)
+                    .map(|(s, _)| *s)
+                    .collect();
+                let got: Vec<Seq> =
+                    log.read_deployment(d, from, 10_000).unwrap().into_iter().map(|(s, _)| s).collect();
+                prop_assert_eq!(got, want);
+                for run in ["run0", "run1", "run2"] {
+                    let want: Vec<Seq> = all
+                        .iter()
+                        .filter(|(s, e)| {
+                            *s >= from
+                                && e.envelope.deployment == d
+                                && e.envelope.run_id.as_deref() == Some(run)
+                        })
+                        .map(|(s, _)| *s)
+                        .collect();
+                    let got: Vec<Seq> = log
+                        .read_run(d, run, from, 10_000)
+                        .unwrap()
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect();
+                    prop_assert_eq!(got, want);
+                }
+            }
+            let report = log.verify(|_| {}).unwrap();
+            prop_assert!(report.problems.is_empty(), "{:?}", report.problems);
+        }
+    }
+}
