@@ -19,12 +19,11 @@ pub const DEDUPE_V1: u8 = 0x01;
 
 /// Encode an event for the log.
 pub fn encode_event(event: &Event) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(1024);
     out.push(EVENT_V1);
     // Serializing plain data into a Vec cannot fail: no maps with non-string keys, no
     // `serialize_any`, no I/O.
-    postcard::to_io(event, &mut out).expect("postcard encoding of Event into a Vec");
-    out
+    postcard::to_extend(event, out).expect("postcard encoding of Event into a Vec")
 }
 
 /// Decode a log value; `location` names it in errors.

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 
 use rocksdb::{
@@ -92,7 +92,8 @@ pub struct Appended {
 }
 
 struct Request {
-    events: Vec<Event>,
+    /// Shared with the encoder thread while the writer stages it.
+    events: Arc<Vec<Event>>,
     reply: oneshot::Sender<Result<Vec<Appended>>>,
 }
 
@@ -136,6 +137,10 @@ fn cf_options(name: &str) -> Options {
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
     o.set_write_buffer_size(64 << 20);
     o.set_max_write_buffer_number(4);
+    if name == cf::INDEX {
+        o.set_memtable_prefix_bloom_ratio(0.1);
+        o.set_memtable_whole_key_filtering(true);
+    }
     let mut table = BlockBasedOptions::default();
     if name != cf::LOG {
         // Point lookups (dedupe ids, view rows) are often misses: a bloom filter answers them.
@@ -179,6 +184,8 @@ impl Log {
             tail: tail_tx,
             poisoned: false,
             projector,
+            batch_bytes: 0,
+            encoder: spawn_encoder(),
         };
         let handle = std::thread::Builder::new()
             .name("assetlog-writer".into())
@@ -236,6 +243,7 @@ impl Log {
         wait: bool,
     ) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
         let (reply, rx) = oneshot::channel();
+        let events = Arc::new(events);
         self.send(Msg::Append(Request { events, reply }), wait)?;
         Ok(rx)
     }
@@ -849,6 +857,8 @@ fn last_seq(db: &DB) -> Result<Seq> {
 /// Requests with at least this many events are encoded on a helper thread while the writer
 /// looks up their ids.
 const PARALLEL_ENCODE: usize = 256;
+/// Events per unit of that shared encoding work.
+const ENCODE_CHUNK: usize = 64;
 
 /// The single writer: owns `next_seq` and every write to the log and its indexes.
 struct Writer {
@@ -860,7 +870,99 @@ struct Writer {
     poisoned: bool,
     queued: Arc<AtomicUsize>,
     projector: Option<Box<dyn Projector>>,
+    /// Size of the last group's batch, to size the next one.
+    batch_bytes: usize,
+    /// `None` if the thread could not be started: the writer then encodes alone.
+    encoder: Option<SyncSender<EncodeMsg>>,
 }
+
+/// Encoding and hashing of one request's events, in chunks that the writer and the encoder
+/// thread claim in turn.
+struct EncodeJob {
+    events: Arc<Vec<Event>>,
+    next: AtomicUsize,
+    out: Vec<OnceLock<Vec<(Vec<u8>, u128)>>>,
+}
+
+/// What the encoder thread receives: a job, and where to say it has stopped working on it.
+type EncodeMsg = (Arc<EncodeJob>, SyncSender<()>);
+
+impl EncodeJob {
+    fn new(events: Arc<Vec<Event>>) -> EncodeJob {
+        let out = (0..events.len().div_ceil(ENCODE_CHUNK))
+            .map(|_| OnceLock::new())
+            .collect();
+        EncodeJob {
+            events,
+            next: AtomicUsize::new(0),
+            out,
+        }
+    }
+
+    fn chunk(&self, c: usize) -> &[Event] {
+        let end = ((c + 1) * ENCODE_CHUNK).min(self.events.len());
+        &self.events[c * ENCODE_CHUNK..end]
+    }
+
+    fn encode(events: &[Event]) -> Vec<(Vec<u8>, u128)> {
+        events
+            .iter()
+            .map(|e| {
+                let b = codec::encode_event(e);
+                let h = codec::content_hash(&b);
+                (b, h)
+            })
+            .collect()
+    }
+
+    /// Encode chunks until none is left unclaimed.
+    fn work(&self) {
+        loop {
+            let c = self.next.fetch_add(1, Ordering::Relaxed);
+            if c >= self.out.len() {
+                return;
+            }
+            let _ = self.out[c].set(Self::encode(self.chunk(c)));
+        }
+    }
+
+    /// The encoded events in order, once no one else holds the job. A chunk is missing only
+    /// if the encoder thread died on it; it is encoded here then.
+    fn finish(job: Arc<EncodeJob>) -> Vec<(Vec<u8>, u128)> {
+        let job =
+            Arc::try_unwrap(job).unwrap_or_else(|shared| EncodeJob::new(shared.events.clone()));
+        let mut all = Vec::with_capacity(job.events.len());
+        let EncodeJob { events, out, .. } = job;
+        for (chunk, out) in events.chunks(ENCODE_CHUNK).zip(out) {
+            match out.into_inner() {
+                Some(done) => all.extend(done),
+                None => all.extend(Self::encode(chunk)),
+            }
+        }
+        all
+    }
+}
+
+/// The encoder thread: a long-lived second pair of hands for the writer (a thread started
+/// per request would pay for its start and a fresh allocator heap every time).
+fn spawn_encoder() -> Option<SyncSender<EncodeMsg>> {
+    let (tx, rx) = sync_channel::<EncodeMsg>(1);
+    std::thread::Builder::new()
+        .name("assetlog-encoder".into())
+        .spawn(move || {
+            for (job, done) in rx {
+                job.work();
+                // Let go of the job before saying so: the writer then owns it alone.
+                drop(job);
+                let _ = done.send(());
+            }
+        })
+        .ok()?;
+    Some(tx)
+}
+
+/// Largest batch capacity reserved up front.
+const MAX_BATCH_HINT: usize = 32 << 20;
 
 /// A request staged into the group: its replies, waiting for the commit.
 struct Staged {
@@ -919,7 +1021,8 @@ impl Writer {
         let index_cf = db.cf_handle(cf::INDEX).expect("created at open");
         let views_cf = db.cf_handle(cf::VIEWS).expect("created at open");
         let mut txn = Txn::new(&db, views_cf);
-        let mut batch = WriteBatch::default();
+        // Sized like the last group's batch, so it rarely has to grow (and copy) on the way.
+        let mut batch = WriteBatch::with_capacity_bytes(self.batch_bytes);
         // Ids staged in this group, so two requests in one group dedupe against each other.
         let mut pending: HashMap<Vec<u8>, DedupeEntry> = HashMap::new();
         let mut stretches = Stretches::default();
@@ -927,12 +1030,15 @@ impl Writer {
         let start_seq = self.next_seq;
         // The requests' events are freed after the replies: dropping thousands of events is
         // real work that need not delay anyone's acknowledgement.
-        let mut spent: Vec<Vec<Event>> = Vec::with_capacity(group.len());
-        for req in group {
+        let mut spent: Vec<Arc<Vec<Event>>> = Vec::with_capacity(group.len());
+        let last = group.len() - 1;
+        for (i, req) in group.into_iter().enumerate() {
             txn.begin();
+            // The last request's ids need not be remembered: no later request of this
+            // group will look for them.
             let outcome = self.stage(
                 &req.events,
-                &mut pending,
+                (&mut pending, i < last),
                 &mut stretches,
                 &mut batch,
                 &mut txn,
@@ -952,6 +1058,7 @@ impl Writer {
         }
         stretches.finish(&mut batch, index_cf);
         txn.write_into(&mut batch);
+        self.batch_bytes = batch.size_in_bytes().min(MAX_BATCH_HINT);
         if self.next_seq != start_seq || !batch.is_empty() {
             if let Err(e) = db.write_opt(batch, wo) {
                 tracing::error!(error = %e, "log write failed; refusing further writes");
@@ -972,8 +1079,8 @@ impl Writer {
     /// Stage one request into the batch, all or nothing.
     fn stage(
         &mut self,
-        events: &[Event],
-        pending: &mut HashMap<Vec<u8>, DedupeEntry>,
+        events: &Arc<Vec<Event>>,
+        (pending, remember): (&mut HashMap<Vec<u8>, DedupeEntry>, bool),
         stretches: &mut Stretches,
         batch: &mut WriteBatch,
         txn: &mut Txn<'_>,
@@ -983,27 +1090,24 @@ impl Writer {
             .iter()
             .map(|e| keys::dedupe(e.envelope.deployment, &e.envelope.event_id))
             .collect();
-        // Encoding and hashing the events (on the other core, for large requests) overlaps
-        // the dedupe lookups.
-        let encode = |evs: &[Event]| -> Vec<(Vec<u8>, u128)> {
-            evs.iter()
-                .map(|e| {
-                    let b = codec::encode_event(e);
-                    let h = codec::content_hash(&b);
-                    (b, h)
-                })
-                .collect()
+        // Encoding and hashing the events overlaps the dedupe lookups: for large requests
+        // the encoder thread starts on chunks of events while this thread looks the ids up,
+        // then both take the chunks left.
+        let job = Arc::new(EncodeJob::new(events.clone()));
+        let helped = match &self.encoder {
+            Some(tx) if events.len() >= PARALLEL_ENCODE => {
+                let (done_tx, done_rx) = sync_channel(1);
+                tx.send((job.clone(), done_tx)).ok().map(|_| done_rx)
+            }
+            _ => None,
         };
-        let db = &self.db;
-        let (encoded, stored) = std::thread::scope(|scope| {
-            let helper = (events.len() >= PARALLEL_ENCODE).then(|| scope.spawn(|| encode(events)));
-            let stored = db.batched_multi_get_cf(index_cf, dkeys.iter(), false);
-            let encoded = match helper.map(|h| h.join()) {
-                Some(Ok(e)) => e,
-                _ => encode(events),
-            };
-            (encoded, stored)
-        });
+        let stored = self.db.batched_multi_get_cf(index_cf, dkeys.iter(), false);
+        job.work();
+        if let Some(done) = helped {
+            // An error means the encoder died; its chunk is redone below.
+            let _ = done.recv();
+        }
+        let encoded = EncodeJob::finish(job);
         let mut local: HashMap<&[u8], DedupeEntry> = HashMap::new();
         let mut new_entries = Vec::new();
         let mut result = Vec::with_capacity(events.len());
@@ -1065,7 +1169,9 @@ impl Writer {
                 envelope.run_id.as_deref(),
                 seq,
             );
-            pending.insert(dkey, entry);
+            if remember {
+                pending.insert(dkey, entry);
+            }
         }
         self.next_seq = seq;
         Ok(result)
