@@ -26,6 +26,7 @@ pub mod format;
 pub mod keys;
 pub mod txn;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,7 +43,7 @@ use tokio::sync::{oneshot, watch};
 use crate::event::{DeploymentId, Event, Seq};
 use codec::DedupeEntry;
 pub use error::{Error, Result};
-pub use txn::Txn;
+pub use txn::{Memo, Txn};
 
 /// Derives view rows from newly stored events, inside the writer's batch. Implemented by
 /// [`crate::projection::Views`]; the log knows nothing of what the rows mean.
@@ -186,6 +187,7 @@ impl Log {
             projector,
             batch_bytes: 0,
             encoder: spawn_encoder(),
+            memo: Memo::default(),
         };
         let handle = std::thread::Builder::new()
             .name("assetlog-writer".into())
@@ -450,13 +452,14 @@ impl Log {
     ) -> Result<()> {
         const CHUNK: usize = 8192;
         let views_cf = self.cf(cf::VIEWS);
+        let memo = RefCell::new(Memo::default());
         let mut next = from;
         while next <= to {
             let events = self.read(next, CHUNK.min((to - next + 1) as usize))?;
             if events.is_empty() {
                 break;
             }
-            let mut txn = Txn::new(&self.db, views_cf);
+            let mut txn = Txn::with_memo(&self.db, views_cf, &memo);
             for (seq, ev) in &events {
                 projector.apply(&mut txn, *seq, ev)?;
             }
@@ -874,6 +877,8 @@ struct Writer {
     batch_bytes: usize,
     /// `None` if the thread could not be started: the writer then encodes alone.
     encoder: Option<SyncSender<EncodeMsg>>,
+    /// Immutable view rows, remembered across groups.
+    memo: Memo,
 }
 
 /// Encoding and hashing of one request's events, in chunks that the writer and the encoder
@@ -881,8 +886,11 @@ struct Writer {
 struct EncodeJob {
     events: Arc<Vec<Event>>,
     next: AtomicUsize,
-    out: Vec<OnceLock<Vec<(Vec<u8>, u128)>>>,
+    out: Vec<OnceLock<Encoded>>,
 }
+
+/// Stored bytes and content hash of each event of a chunk.
+type Encoded = Vec<(Vec<u8>, u128)>;
 
 /// What the encoder thread receives: a job, and where to say it has stopped working on it.
 type EncodeMsg = (Arc<EncodeJob>, SyncSender<()>);
@@ -904,7 +912,7 @@ impl EncodeJob {
         &self.events[c * ENCODE_CHUNK..end]
     }
 
-    fn encode(events: &[Event]) -> Vec<(Vec<u8>, u128)> {
+    fn encode(events: &[Event]) -> Encoded {
         events
             .iter()
             .map(|e| {
@@ -928,7 +936,7 @@ impl EncodeJob {
 
     /// The encoded events in order, once no one else holds the job. A chunk is missing only
     /// if the encoder thread died on it; it is encoded here then.
-    fn finish(job: Arc<EncodeJob>) -> Vec<(Vec<u8>, u128)> {
+    fn finish(job: Arc<EncodeJob>) -> Encoded {
         let job =
             Arc::try_unwrap(job).unwrap_or_else(|shared| EncodeJob::new(shared.events.clone()));
         let mut all = Vec::with_capacity(job.events.len());
@@ -1020,7 +1028,8 @@ impl Writer {
         let log_cf = db.cf_handle(cf::LOG).expect("created at open");
         let index_cf = db.cf_handle(cf::INDEX).expect("created at open");
         let views_cf = db.cf_handle(cf::VIEWS).expect("created at open");
-        let mut txn = Txn::new(&db, views_cf);
+        let memo = RefCell::new(std::mem::take(&mut self.memo));
+        let mut txn = Txn::with_memo(&db, views_cf, &memo);
         // Sized like the last group's batch, so it rarely has to grow (and copy) on the way.
         let mut batch = WriteBatch::with_capacity_bytes(self.batch_bytes);
         // Ids staged in this group, so two requests in one group dedupe against each other.
@@ -1058,6 +1067,7 @@ impl Writer {
         }
         stretches.finish(&mut batch, index_cf);
         txn.write_into(&mut batch);
+        self.memo = memo.into_inner();
         self.batch_bytes = batch.size_in_bytes().min(MAX_BATCH_HINT);
         if self.next_seq != start_seq || !batch.is_empty() {
             if let Err(e) = db.write_opt(batch, wo) {

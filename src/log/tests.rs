@@ -518,3 +518,34 @@ mod stretches {
         }
     }
 }
+
+#[test]
+fn memo_remembers_committed_immutable_rows_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let db = log.db();
+    let views = db.cf_handle(cf::VIEWS).unwrap();
+    db.put_cf(views, b"committed", b"1").unwrap();
+    let memo = std::cell::RefCell::new(Memo::default());
+    let mut txn = Txn::with_memo(db, views, &memo);
+    txn.begin();
+    txn.put(b"staged".to_vec(), b"2".to_vec());
+    assert_eq!(txn.get_immutable(b"staged").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(
+        txn.get_immutable(b"committed").unwrap(),
+        Some(b"1".to_vec())
+    );
+    txn.rollback();
+    assert_eq!(txn.get_immutable(b"staged").unwrap(), None);
+    drop(txn);
+    // A later group gets the committed row from the memo (RocksDB no longer has it here),
+    // and never the rolled-back one.
+    db.delete_cf(views, b"committed").unwrap();
+    let txn = Txn::with_memo(db, views, &memo);
+    assert_eq!(
+        txn.get_immutable(b"committed").unwrap(),
+        Some(b"1".to_vec())
+    );
+    assert_eq!(txn.get_immutable(b"staged").unwrap(), None);
+    assert_eq!(txn.get(b"committed").unwrap(), None);
+}

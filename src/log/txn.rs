@@ -5,7 +5,8 @@
 //! writer puts the whole group, log entries and view rows together, into one `WriteBatch`.
 //! A request that fails half-way is rolled back to the point where it began.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 
 use rocksdb::{ColumnFamily, ReadOptions, WriteBatch, DB};
 
@@ -14,12 +15,26 @@ use super::error::Result;
 /// A key and the overlay entry it had before a write (`None`: it had none).
 type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 
+/// Committed rows that never change once written (asset ids, schemas by hash), remembered
+/// across groups by their one writer so that hot lookups skip RocksDB. Only rows read from
+/// RocksDB go in, never overlay rows: a rolled-back request cannot leave anything here.
+#[derive(Default)]
+pub struct Memo {
+    rows: HashMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Memo {
+    /// Most rows remembered; beyond it the memo starts over.
+    const CAPACITY: usize = 1 << 20;
+}
+
 pub struct Txn<'a> {
     db: &'a DB,
     cf: &'a ColumnFamily,
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Previous overlay state of every key touched since [`Txn::begin`].
     undo: Vec<Undo>,
+    memo: Option<&'a RefCell<Memo>>,
 }
 
 impl<'a> Txn<'a> {
@@ -29,7 +44,39 @@ impl<'a> Txn<'a> {
             cf,
             overlay: BTreeMap::new(),
             undo: Vec::new(),
+            memo: None,
         }
+    }
+
+    /// A txn that remembers immutable rows in `memo` (see [`Txn::get_immutable`]).
+    pub fn with_memo(db: &'a DB, cf: &'a ColumnFamily, memo: &'a RefCell<Memo>) -> Txn<'a> {
+        Txn {
+            memo: Some(memo),
+            ..Txn::new(db, cf)
+        }
+    }
+
+    /// [`Txn::get`] for a row that is never changed or deleted once written (the caller
+    /// promises): answered from the memo when it can be.
+    pub fn get_immutable(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        let Some(memo) = self.memo else {
+            return Ok(self.db.get_cf(self.cf, key)?);
+        };
+        if let Some(v) = memo.borrow().rows.get(key) {
+            return Ok(Some(v.clone()));
+        }
+        let found = self.db.get_cf(self.cf, key)?;
+        if let Some(v) = &found {
+            let mut memo = memo.borrow_mut();
+            if memo.rows.len() >= Memo::CAPACITY {
+                memo.rows.clear();
+            }
+            memo.rows.insert(key.to_vec(), v.clone());
+        }
+        Ok(found)
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {

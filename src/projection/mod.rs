@@ -388,7 +388,8 @@ impl Projector for Views {
 /// The asset id of `key` in `dep`, creating it if new.
 pub fn intern(txn: &mut Txn<'_>, dep: DeploymentId, key: &crate::event::AssetKey) -> Result<u64> {
     let k = K::new(keys::ASSET_ID, dep).asset_key(key).build();
-    if let Some(v) = txn.get(&k)? {
+    // An asset's id never changes once assigned.
+    if let Some(v) = txn.get_immutable(&k)? {
         return Ok(keys::tail_u64(&v));
     }
     let counter = K::global(keys::NEXT_ASSET_ID).build();

@@ -24,7 +24,8 @@ fn record(
     let id = intern(txn, dep, key)?;
     let h = hash(schema);
     let skey = K::new(keys::SCHEMA, dep).u64(h).build();
-    if txn.get(&skey)?.is_none() {
+    // Content-addressed: a schema row never changes once written.
+    if txn.get_immutable(&skey)?.is_none() {
         txn.put(skey, enc(schema));
     }
     txn.put(
