@@ -549,3 +549,32 @@ fn memo_remembers_committed_immutable_rows_only() {
     assert_eq!(txn.get_immutable(b"staged").unwrap(), None);
     assert_eq!(txn.get(b"committed").unwrap(), None);
 }
+
+#[test]
+fn txn_rollback_restores_the_overlay_as_it_was_at_begin() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let db = log.db();
+    let views = db.cf_handle(cf::VIEWS).unwrap();
+    db.put_cf(views, b"stored", b"0").unwrap();
+    let mut txn = Txn::new(db, views);
+    txn.begin();
+    txn.put(b"a".to_vec(), b"1".to_vec());
+    txn.put(b"b".to_vec(), b"1".to_vec());
+    txn.begin();
+    txn.put(b"a".to_vec(), b"2".to_vec());
+    txn.put(b"a".to_vec(), b"3".to_vec());
+    txn.delete(b"b".to_vec());
+    txn.delete(b"stored".to_vec());
+    txn.put(b"c".to_vec(), b"2".to_vec());
+    assert_eq!(txn.get(b"a").unwrap(), Some(b"3".to_vec()));
+    assert_eq!(txn.get(b"stored").unwrap(), None);
+    txn.rollback();
+    assert_eq!(txn.get(b"a").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(txn.get(b"b").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(txn.get(b"c").unwrap(), None);
+    assert_eq!(txn.get(b"stored").unwrap(), Some(b"0".to_vec()));
+    let mut batch = WriteBatch::default();
+    txn.write_into(&mut batch);
+    assert_eq!(batch.len(), 2, "only a and b reach the batch");
+}

@@ -86,19 +86,18 @@ impl<'a> Txn<'a> {
         Ok(self.db.get_cf(self.cf, key)?)
     }
 
-    fn record(&mut self, key: &[u8]) {
-        let prev = self.overlay.get(key).cloned();
-        self.undo.push((key.to_vec(), prev));
+    /// Write `entry` for `key`, remembering what the overlay had (moved out, not copied).
+    fn set(&mut self, key: Vec<u8>, entry: Option<Vec<u8>>) {
+        let prev = self.overlay.insert(key.clone(), entry);
+        self.undo.push((key, prev));
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.record(&key);
-        self.overlay.insert(key, Some(value));
+        self.set(key, Some(value));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.record(&key);
-        self.overlay.insert(key, None);
+        self.set(key, None);
     }
 
     /// Every row with `lo <= key < hi`, ascending, overlay applied.
