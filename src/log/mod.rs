@@ -139,6 +139,8 @@ fn cf_options(name: &str) -> Options {
     o.set_write_buffer_size(64 << 20);
     o.set_max_write_buffer_number(4);
     if name == cf::INDEX {
+        // Almost every dedupe lookup is for a new id: a bloom over the memtable's whole keys
+        // answers those misses without searching the skiplist (halves the lookup).
         o.set_memtable_prefix_bloom_ratio(0.1);
         o.set_memtable_whole_key_filtering(true);
     }
@@ -400,12 +402,9 @@ impl Log {
         ro.set_iterate_lower_bound(prefix.to_vec());
         ro.set_iterate_upper_bound(keys::prefix_end(prefix));
         let mut ranges = self.db.raw_iterator_cf_opt(self.cf(cf::INDEX), ro);
-        let mut start = prefix.to_vec();
-        start.extend_from_slice(&from.to_be_bytes());
-        ranges.seek_for_prev(&start);
-        if !ranges.valid() {
-            ranges.status()?;
-            ranges.seek(&start);
+        if stretch_at(&mut ranges, prefix, from)?.is_none() {
+            // No stretch starts at or before `from`: begin with the first one.
+            ranges.seek_to_first();
         }
         let mut log = self.db.raw_iterator_cf(self.cf(cf::LOG));
         let mut out = Vec::new();
@@ -733,15 +732,37 @@ fn migrate(db: &DB, from: u32) -> Result<()> {
     Ok(())
 }
 
+/// Put `it` on the last stretch under `prefix` that starts at or before `seq`, and return it
+/// (`None`, and `it` anywhere, when there is none).
+fn stretch_at(
+    it: &mut rocksdb::DBRawIteratorWithThreadMode<'_, DB>,
+    prefix: &[u8],
+    seq: Seq,
+) -> Result<Option<(Seq, Seq)>> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    it.seek_for_prev(&key);
+    it.status()?;
+    match (it.key(), it.value()) {
+        (Some(k), Some(v)) if k.len() == key.len() && k.starts_with(prefix) => {
+            Ok(Some(decode_range(k, v)?))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Answers "is `seq` inside a stretch under `prefix`?" for `verify`, remembering the last
-/// stretch found per prefix kind so a scan in seq order seeks once per stretch.
+/// few stretches found (runs may interleave) so a scan in seq order seeks about once per
+/// stretch.
 struct Coverage<'a> {
     ranges: rocksdb::DBRawIteratorWithThreadMode<'a, DB>,
-    /// (prefix, first, last) of stretches found lately.
+    /// (prefix, first, last) of stretches found lately, oldest first.
     last: Vec<(Vec<u8>, Seq, Seq)>,
 }
 
 impl Coverage<'_> {
+    const REMEMBERED: usize = 8;
+
     fn covers(&mut self, prefix: &[u8], seq: Seq) -> Result<bool> {
         if self
             .last
@@ -750,19 +771,9 @@ impl Coverage<'_> {
         {
             return Ok(true);
         }
-        let mut key = prefix.to_vec();
-        key.extend_from_slice(&seq.to_be_bytes());
-        self.ranges.seek_for_prev(&key);
-        self.ranges.status()?;
-        let found = match (self.ranges.key(), self.ranges.value()) {
-            (Some(k), Some(v)) if k.len() == key.len() && k.starts_with(prefix) => {
-                Some(decode_range(k, v)?)
-            }
-            _ => None,
-        };
-        match found {
+        match stretch_at(&mut self.ranges, prefix, seq)? {
             Some((first, last)) if (first..=last).contains(&seq) => {
-                if self.last.len() >= 8 {
+                if self.last.len() >= Self::REMEMBERED {
                     self.last.remove(0);
                 }
                 self.last.push((prefix.to_vec(), first, last));

@@ -203,23 +203,36 @@ fn concurrent_appenders_share_commits_and_lose_nothing() {
     assert_eq!(report.events, 400);
 }
 
-#[test]
-fn verify_finds_a_missing_index_entry() {
+/// The problems `verify` reports after deleting `key` from the index of a two-event store.
+fn verify_without(key: &[u8]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     log.append_blocking(vec![mat("a", "r"), mat("b", "r")])
         .unwrap();
     let index = log.db().cf_handle(cf::INDEX).unwrap();
-    log.db().delete_cf(index, keys::dedupe(1, "b")).unwrap();
-    let report = log.verify(|_| {}).unwrap();
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains("no dedupe entry for id \"b\"")),
-        "{:?}",
-        report.problems
-    );
+    log.db().delete_cf(index, key).unwrap();
+    log.verify(|_| {}).unwrap().problems
+}
+
+#[test]
+fn verify_finds_a_missing_index_entry() {
+    for (key, expected) in [
+        (keys::dedupe(1, "b"), "no dedupe entry for id \"b\""),
+        (
+            keys::run_range(1, "r", 1),
+            "seq 2: missing from the index of run \"r\"",
+        ),
+        (
+            keys::deployment_range(1, 1).to_vec(),
+            "seq 2: missing from the index of its deployment",
+        ),
+    ] {
+        let problems = verify_without(&key);
+        assert!(
+            problems.iter().any(|p| p.contains(expected)),
+            "{expected}: {problems:?}"
+        );
+    }
 }
 
 #[test]
@@ -347,27 +360,6 @@ fn index_entries_are_stretches_of_seqs_golden() {
     );
     assert_eq!(seqs(log.read_deployment(2, 0, 100).unwrap()), vec![7]);
     assert!(log.verify(|_| {}).unwrap().problems.is_empty());
-}
-
-#[test]
-fn verify_finds_a_missing_stretch() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = open(dir.path());
-    log.append_blocking(vec![mat("a", "r"), mat("b", "r")])
-        .unwrap();
-    let index = log.db().cf_handle(cf::INDEX).unwrap();
-    log.db()
-        .delete_cf(index, keys::run_range(1, "r", 1))
-        .unwrap();
-    let report = log.verify(|_| {}).unwrap();
-    assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.contains("seq 2: missing from the index of run \"r\"")),
-        "{:?}",
-        report.problems
-    );
 }
 
 #[test]

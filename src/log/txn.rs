@@ -17,7 +17,9 @@ type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 
 /// Committed rows that never change once written (asset ids, schemas by hash), remembered
 /// across groups by their one writer so that hot lookups skip RocksDB. Only rows read from
-/// RocksDB go in, never overlay rows: a rolled-back request cannot leave anything here.
+/// RocksDB go in, never overlay rows: a rolled-back request cannot leave anything here. A
+/// rebuild (which appends nothing meanwhile) replays the same events in the same order and
+/// writes these rows again with the same bytes, so a memo from before it stays true.
 #[derive(Default)]
 pub struct Memo {
     rows: HashMap<Vec<u8>, Vec<u8>>,
