@@ -570,3 +570,37 @@ fn txn_rollback_restores_the_overlay_as_it_was_at_begin() {
     txn.write_into(&mut batch);
     assert_eq!(batch.len(), 2, "only a and b reach the batch");
 }
+
+#[test]
+fn memo_hot_rows_follow_committed_writes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let db = log.db();
+    let views = db.cf_handle(cf::VIEWS).unwrap();
+    db.put_cf(views, b"hot", b"1").unwrap();
+    let memo = std::cell::RefCell::new(Memo::default());
+    let mut txn = Txn::with_memo(db, views, &memo);
+    assert_eq!(txn.get_hot(b"hot").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(txn.get_hot(b"absent").unwrap(), None);
+    // A request that rolls back leaves nothing behind; the next one's writes are the
+    // group's.
+    txn.begin();
+    txn.put(b"hot".to_vec(), b"2".to_vec());
+    txn.put(b"absent".to_vec(), b"2".to_vec());
+    txn.rollback();
+    txn.begin();
+    txn.put(b"hot".to_vec(), b"3".to_vec());
+    let mut batch = WriteBatch::default();
+    txn.write_into(&mut batch);
+    // The next group sees the written value without RocksDB (which has not got it here),
+    // and still knows the absent row is absent.
+    let txn = Txn::with_memo(db, views, &memo);
+    assert_eq!(txn.get_hot(b"hot").unwrap(), Some(b"3".to_vec()));
+    assert_eq!(txn.get(b"hot").unwrap(), Some(b"3".to_vec()));
+    assert_eq!(txn.get_hot(b"absent").unwrap(), None);
+    // Without the memo, RocksDB's committed value.
+    assert_eq!(
+        Txn::new(db, views).get_hot(b"hot").unwrap(),
+        Some(b"1".to_vec())
+    );
+}

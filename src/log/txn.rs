@@ -15,19 +15,27 @@ use super::error::Result;
 /// A key and the overlay entry it had before a write (`None`: it had none).
 type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 
-/// Committed rows that never change once written (asset ids, schemas by hash), remembered
-/// across groups by their one writer so that hot lookups skip RocksDB. Only rows read from
-/// RocksDB go in, never overlay rows: a rolled-back request cannot leave anything here. A
-/// rebuild (which appends nothing meanwhile) replays the same events in the same order and
-/// writes these rows again with the same bytes, so a memo from before it stays true.
+/// Committed view rows remembered across groups by their one writer, so that hot lookups
+/// skip RocksDB:
+///
+/// - `rows`: rows that never change once written (asset ids, schemas by hash);
+/// - `hot`: the committed value (or absence) of rows read and rewritten often (asset and
+///   run records, partition counts), kept current by [`Txn::write_into`].
+///
+/// Only committed values go in: rows read from RocksDB, and a group's rows as it is
+/// written. A rolled-back request's overlay never reaches the memo, and a group whose write
+/// fails poisons the writer, so no later group reads what it left. Anyone else who writes
+/// the views (a rebuild) makes the writer drop its memo first (see `Log::clear_views`).
 #[derive(Default)]
 pub struct Memo {
     rows: HashMap<Vec<u8>, Vec<u8>>,
+    hot: HashMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl Memo {
-    /// Most rows remembered; beyond it the memo starts over.
+    /// Most rows remembered in each map; beyond it that map starts over.
     const CAPACITY: usize = 1 << 20;
+    const HOT_CAPACITY: usize = 1 << 18;
 }
 
 pub struct Txn<'a> {
@@ -81,11 +89,50 @@ impl<'a> Txn<'a> {
         Ok(found)
     }
 
+    /// Is there a row at `key`, which is never changed or deleted once written?
+    pub fn contains_immutable(&self, key: &[u8]) -> Result<bool> {
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.is_some());
+        }
+        if let Some(memo) = self.memo {
+            if memo.borrow().rows.contains_key(key) {
+                return Ok(true);
+            }
+        }
+        Ok(self.get_immutable(key)?.is_some())
+    }
+
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if let Some(v) = self.overlay.get(key) {
             return Ok(v.clone());
         }
+        if let Some(memo) = self.memo {
+            if let Some(v) = memo.borrow().hot.get(key) {
+                return Ok(v.clone());
+            }
+        }
         Ok(self.db.get_cf(self.cf, key)?)
+    }
+
+    /// [`Txn::get`] for a row that is read and rewritten often: its committed value is
+    /// remembered in the memo (and kept current as groups are written).
+    pub fn get_hot(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        let Some(memo) = self.memo else {
+            return Ok(self.db.get_cf(self.cf, key)?);
+        };
+        if let Some(v) = memo.borrow().hot.get(key) {
+            return Ok(v.clone());
+        }
+        let found = self.db.get_cf(self.cf, key)?;
+        let mut memo = memo.borrow_mut();
+        if memo.hot.len() >= Memo::HOT_CAPACITY {
+            memo.hot.clear();
+        }
+        memo.hot.insert(key.to_vec(), found.clone());
+        Ok(found)
     }
 
     /// Write `entry` for `key`, remembering what the overlay had (moved out, not copied).
@@ -142,12 +189,19 @@ impl<'a> Txn<'a> {
         self.overlay.is_empty()
     }
 
-    /// Move the overlay into `batch`.
+    /// Move the overlay into `batch`. The memo's hot rows take their new values: the caller
+    /// writes the batch next, and stops writing altogether if that fails.
     pub fn write_into(self, batch: &mut WriteBatch) {
+        let mut memo = self.memo.map(RefCell::borrow_mut);
         for (k, v) in self.overlay {
-            match v {
-                Some(v) => batch.put_cf(self.cf, k, v),
-                None => batch.delete_cf(self.cf, k),
+            match &v {
+                Some(v) => batch.put_cf(self.cf, &k, v),
+                None => batch.delete_cf(self.cf, &k),
+            }
+            if let Some(memo) = memo.as_mut() {
+                if let Some(hot) = memo.hot.get_mut(&k) {
+                    *hot = v;
+                }
             }
         }
     }

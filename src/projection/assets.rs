@@ -75,7 +75,7 @@ pub fn key_of(dep: DeploymentId, id: u64) -> Vec<u8> {
 }
 
 pub fn get(rows: &impl Rows, dep: DeploymentId, id: u64) -> Result<Option<AssetRecord>> {
-    rows.get_as(&key_of(dep, id))
+    rows.get_hot_as(&key_of(dep, id))
 }
 
 /// The record of `key`, created if new (used by the views that define or touch assets).

@@ -61,9 +61,22 @@ pub const VIEW_V1: u8 = 0x01;
 pub type Result<T> = std::result::Result<T, log::Error>;
 
 pub fn enc<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = vec![VIEW_V1];
-    postcard::to_io(v, &mut out).expect("postcard encoding into a Vec");
-    out
+    with_encoded(v, <[u8]>::to_vec)
+}
+
+/// Call `f` with the stored bytes of `v`, encoded into a reused buffer (one exact-size
+/// allocation in [`enc`] instead of a growing one; none at all for a hash).
+pub fn with_encoded<T: Serialize, R>(v: &T, f: impl FnOnce(&[u8]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        buf.push(VIEW_V1);
+        postcard::to_io(v, &mut *buf).expect("postcard encoding into a Vec");
+        f(&buf)
+    })
 }
 
 pub fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
@@ -131,6 +144,19 @@ pub trait Rows {
         }
     }
 
+    /// [`Rows::get`] of a row that the writer reads and rewrites often (a record per asset
+    /// or per run): the writer remembers it between groups.
+    fn get_hot(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.get(key)
+    }
+
+    fn get_hot_as<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.get_hot(key)? {
+            Some(v) => Ok(Some(dec(&v)?)),
+            None => Ok(None),
+        }
+    }
+
     /// Visit every row with `lo <= key < hi` in order (fetched in pages), until `visit`
     /// returns `false`.
     fn walk(
@@ -177,6 +203,10 @@ pub trait Rows {
 impl Rows for Txn<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Txn::get(self, key)
+    }
+
+    fn get_hot(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Txn::get_hot(self, key)
     }
 
     fn scan(

@@ -151,7 +151,7 @@ fn update(
     let ck = counts_key(dep, asset);
     let old_status = old.as_ref().map(|o| o.status);
     if old.is_none() || old_status != Some(s.status) {
-        let mut counts: PartitionCounts = txn.get_as(&ck)?.unwrap_or_default();
+        let mut counts: PartitionCounts = txn.get_hot_as(&ck)?.unwrap_or_default();
         if let Some(o) = old_status {
             counts.add(o, -1);
         } else {

@@ -134,7 +134,7 @@ fn time_key(dep: DeploymentId, r: &RunRecord) -> Vec<u8> {
 
 /// The run record, as the writer sees it now.
 pub fn get(rows: &impl Rows, dep: DeploymentId, run: &str) -> Result<Option<RunRecord>> {
-    rows.get_as(&run_key(dep, run))
+    rows.get_hot_as(&run_key(dep, run))
 }
 
 pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {

@@ -10,7 +10,7 @@ use crate::log::Txn;
 
 /// The content hash of a schema (xxh3 of its stored bytes).
 pub fn hash(schema: &TableSchema) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(&enc(schema))
+    super::with_encoded(schema, xxhash_rust::xxh3::xxh3_64)
 }
 
 fn record(
@@ -25,7 +25,7 @@ fn record(
     let h = hash(schema);
     let skey = K::new(keys::SCHEMA, dep).u64(h).build();
     // Content-addressed: a schema row never changes once written.
-    if txn.get_immutable(&skey)?.is_none() {
+    if !txn.contains_immutable(&skey)? {
         txn.put(skey, enc(schema));
     }
     txn.put(
