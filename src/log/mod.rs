@@ -14,6 +14,12 @@
 //! - after a failed write the writer is poisoned and refuses further writes (the state of a
 //!   failed fsync is unknowable; restarting recovers from the WAL).
 //!
+//! Staging and writing are a two-stage pipeline: while a committer thread writes group N
+//! (memtable inserts, WAL, fsync) and then answers its appenders, the writer stages group
+//! N+1 on top of it. Group N's dedupe entries and view rows stay visible to that staging
+//! until N is written, and N+1 is handed over only after N is written: if N fails, N+1
+//! fails with it.
+//!
 //! The run and deployment indexes hold stretches, not events: consecutive new events of one
 //! run (of one deployment) in a group share one entry `first seq -> last seq`. A batch of
 //! 1,000 events of a few runs adds a handful of index entries instead of 2,000.
@@ -27,7 +33,7 @@ pub mod keys;
 pub mod txn;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -43,7 +49,7 @@ use tokio::sync::{oneshot, watch};
 use crate::event::{DeploymentId, Event, Seq};
 use codec::DedupeEntry;
 pub use error::{Error, Result};
-pub use txn::{Memo, Txn};
+pub use txn::{Memo, Overlay, Txn};
 
 /// Derives view rows from newly stored events, inside the writer's batch. Implemented by
 /// [`crate::projection::Views`]; the log knows nothing of what the rows mean.
@@ -186,20 +192,28 @@ impl Log {
         let (tx, rx) = sync_channel(options.queue_capacity);
         let queued = Arc::new(AtomicUsize::new(0));
         let views_epoch = Arc::new(AtomicU64::new(0));
+        let (commits, committer) =
+            spawn_committer(db.clone(), options.sync, tail_tx).map_err(|e| Error::Corrupt {
+                location: "committer thread".into(),
+                reason: e.to_string(),
+            })?;
         let writer = Writer {
             queued: queued.clone(),
             views_epoch: views_epoch.clone(),
             memo_epoch: 0,
             db: db.clone(),
             next_seq: last + 1,
-            sync: options.sync,
             max_group_events: options.max_group_events,
-            tail: tail_tx,
             poisoned: false,
             projector,
             batch_bytes: 0,
             encoder: spawn_encoder(),
             memo: Memo::default(),
+            commits: Some(commits),
+            committer: Some(committer),
+            inflight: None,
+            prev_pending: HashMap::new(),
+            prev_overlay: Overlay::new(),
         };
         let handle = std::thread::Builder::new()
             .name("assetlog-writer".into())
@@ -890,9 +904,7 @@ const ENCODE_CHUNK: usize = 64;
 struct Writer {
     db: Arc<DB>,
     next_seq: Seq,
-    sync: bool,
     max_group_events: usize,
-    tail: watch::Sender<Seq>,
     poisoned: bool,
     queued: Arc<AtomicUsize>,
     projector: Option<Box<dyn Projector>>,
@@ -904,6 +916,73 @@ struct Writer {
     memo: Memo,
     views_epoch: Arc<AtomicU64>,
     memo_epoch: u64,
+    /// The committer thread, and the answer it owes for the group it was last handed.
+    commits: Option<SyncSender<Commit>>,
+    committer: Option<JoinHandle<()>>,
+    inflight: Option<Receiver<bool>>,
+    /// The previous group's new dedupe entries and view rows: what staging must see of it
+    /// until it is in RocksDB.
+    prev_pending: Pending,
+    prev_overlay: Overlay,
+}
+
+/// New dedupe entries of a group, by dedupe key, until the group is written.
+type Pending = HashMap<Vec<u8>, DedupeEntry>;
+
+/// A staged group on its way to RocksDB.
+struct Commit {
+    batch: WriteBatch,
+    staged: Vec<Staged>,
+    /// The requests' events, freed after the replies (dropping thousands of events is real
+    /// work that need not delay anyone's acknowledgement).
+    spent: Vec<Arc<Vec<Event>>>,
+    /// The group's last seq, if it appended anything.
+    last_seq: Option<Seq>,
+    /// Whether the write succeeded, sent once the replies are out.
+    done: SyncSender<bool>,
+}
+
+/// The committer thread: writes each staged group, advances the tail, answers.
+fn spawn_committer(
+    db: Arc<DB>,
+    sync: bool,
+    tail: watch::Sender<Seq>,
+) -> std::io::Result<(SyncSender<Commit>, JoinHandle<()>)> {
+    let (tx, rx) = sync_channel::<Commit>(1);
+    let handle = std::thread::Builder::new()
+        .name("assetlog-commit".into())
+        .spawn(move || {
+            let mut wo = WriteOptions::default();
+            wo.set_sync(sync);
+            for c in rx {
+                let written = if c.batch.is_empty() {
+                    Ok(())
+                } else {
+                    db.write_opt(c.batch, &wo)
+                };
+                let ok = match written {
+                    Ok(()) => {
+                        if let Some(last) = c.last_seq {
+                            tail.send_replace(last);
+                        }
+                        for s in c.staged {
+                            let _ = s.reply.send(Ok(s.result));
+                        }
+                        true
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "log write failed; refusing further writes");
+                        for s in c.staged {
+                            let _ = s.reply.send(Err(Error::Poisoned));
+                        }
+                        false
+                    }
+                };
+                let _ = c.done.send(ok);
+                drop(c.spent);
+            }
+        })?;
+    Ok((tx, handle))
 }
 
 /// Encoding and hashing of one request's events, in chunks that the writer and the encoder
@@ -1005,79 +1084,130 @@ struct Staged {
 
 impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
-        let mut wo = WriteOptions::default();
-        wo.set_sync(self.sync);
-        let mut pause = None;
         while let Ok(first) = rx.recv() {
             self.queued.fetch_sub(1, Ordering::SeqCst);
             let first = match first {
                 Msg::Append(r) => r,
                 Msg::Pause(wait) => {
+                    self.settle();
                     let _ = wait.recv();
                     continue;
                 }
             };
-            let mut group = vec![first];
-            let mut n = group[0].events.len();
-            while n < self.max_group_events {
-                match rx.try_recv() {
-                    Ok(Msg::Append(r)) => {
-                        self.queued.fetch_sub(1, Ordering::SeqCst);
-                        n += r.events.len();
-                        group.push(r);
-                    }
-                    Ok(Msg::Pause(wait)) => {
-                        self.queued.fetch_sub(1, Ordering::SeqCst);
-                        pause = Some(wait);
-                        break;
-                    }
-                    Err(_) => break,
-                }
+            let mut group = VecDeque::from([first]);
+            let mut pause = self.drain(&rx, &mut group);
+            // Past a pause, nothing more joins the group.
+            let more = pause.is_none().then_some(&rx);
+            if let Some(p) = self.commit_group(group, more) {
+                pause = Some(p);
             }
-            self.commit_group(group, &wo);
             if let Some(wait) = pause.take() {
+                self.settle();
                 let _ = wait.recv();
             }
+        }
+        self.settle();
+        self.commits = None;
+        if let Some(h) = self.committer.take() {
+            let _ = h.join();
         }
         tracing::debug!(last_seq = self.next_seq - 1, "writer stopped");
     }
 
-    fn commit_group(&mut self, group: Vec<Request>, wo: &WriteOptions) {
+    /// Add what has queued up to `group`, up to the group size; stops at a pause and
+    /// returns it.
+    fn drain(&self, rx: &Receiver<Msg>, group: &mut VecDeque<Request>) -> Option<Receiver<()>> {
+        let mut n: usize = group.iter().map(|r| r.events.len()).sum();
+        while n < self.max_group_events {
+            match rx.try_recv() {
+                Ok(Msg::Append(r)) => {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                    n += r.events.len();
+                    group.push_back(r);
+                }
+                Ok(Msg::Pause(wait)) => {
+                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                    return Some(wait);
+                }
+                Err(_) => break,
+            }
+        }
+        None
+    }
+
+    /// Wait until the group handed to the committer is written; false if its write failed
+    /// (the writer is then poisoned).
+    fn settle(&mut self) -> bool {
+        if let Some(done) = self.inflight.take() {
+            if !done.recv().unwrap_or(false) {
+                self.poisoned = true;
+            }
+        }
+        !self.poisoned
+    }
+
+    /// Stage `group` and hand it to the committer. Requests that queue up while the previous
+    /// group is still being written join this one (fsyncs stay shared as widely as without
+    /// the pipeline), unless `more` is `None`; a pause met on the way is returned.
+    fn commit_group(
+        &mut self,
+        mut group: VecDeque<Request>,
+        more: Option<&Receiver<Msg>>,
+    ) -> Option<Receiver<()>> {
         if self.poisoned {
             for r in group {
                 let _ = r.reply.send(Err(Error::Poisoned));
             }
-            return;
+            return None;
+        }
+        let mut pause = None;
+        let epoch = self.views_epoch.load(Ordering::SeqCst);
+        if epoch != self.memo_epoch {
+            // Someone else rewrote the views: what the writer remembers of them is void.
+            // (Nothing is in flight then: a rebuild runs with no appends.)
+            self.memo = Memo::default();
+            self.prev_overlay.clear();
+            self.memo_epoch = epoch;
         }
         let db = self.db.clone();
         let log_cf = db.cf_handle(cf::LOG).expect("created at open");
         let index_cf = db.cf_handle(cf::INDEX).expect("created at open");
         let views_cf = db.cf_handle(cf::VIEWS).expect("created at open");
-        let epoch = self.views_epoch.load(Ordering::SeqCst);
-        if epoch != self.memo_epoch {
-            self.memo = Memo::default();
-            self.memo_epoch = epoch;
-        }
         let memo = RefCell::new(std::mem::take(&mut self.memo));
-        let mut txn = Txn::with_memo(&db, views_cf, &memo);
+        let prev_overlay = std::mem::take(&mut self.prev_overlay);
+        let prev_pending = std::mem::take(&mut self.prev_pending);
+        let mut txn = Txn::with_memo(&db, views_cf, &memo).over(&prev_overlay);
         // Sized like the last group's batch, so it rarely has to grow (and copy) on the way.
         let mut batch = WriteBatch::with_capacity_bytes(self.batch_bytes);
-        // Ids staged in this group, so two requests in one group dedupe against each other.
-        let mut pending: HashMap<Vec<u8>, DedupeEntry> = HashMap::new();
+        // Ids staged in this group, so two requests in one group (and the next group, while
+        // this one is being written) dedupe against them.
+        let mut pending = Pending::new();
         let mut stretches = Stretches::default();
         let mut staged: Vec<Staged> = Vec::with_capacity(group.len());
         let start_seq = self.next_seq;
-        // The requests' events are freed after the replies: dropping thousands of events is
-        // real work that need not delay anyone's acknowledgement.
         let mut spent: Vec<Arc<Vec<Event>>> = Vec::with_capacity(group.len());
-        let last = group.len() - 1;
-        for (i, req) in group.into_iter().enumerate() {
+        let mut settled = false;
+        loop {
+            let Some(req) = group.pop_front() else {
+                if settled {
+                    break;
+                }
+                settled = true;
+                if !self.settle() {
+                    for s in staged {
+                        let _ = s.reply.send(Err(Error::Poisoned));
+                    }
+                    return None;
+                }
+                if let Some(rx) = more {
+                    pause = self.drain(rx, &mut group);
+                }
+                continue;
+            };
             txn.begin();
-            // The last request's ids need not be remembered: no later request of this
-            // group will look for them.
             let outcome = self.stage(
                 &req.events,
-                (&mut pending, i < last),
+                (&mut pending, &prev_pending),
                 &mut stretches,
                 &mut batch,
                 &mut txn,
@@ -1096,31 +1226,43 @@ impl Writer {
             }
         }
         stretches.finish(&mut batch, index_cf);
-        txn.write_into(&mut batch);
+        let overlay = txn.write_into(&mut batch);
+        drop(prev_overlay);
         self.memo = memo.into_inner();
         self.batch_bytes = batch.size_in_bytes().min(MAX_BATCH_HINT);
-        if self.next_seq != start_seq || !batch.is_empty() {
-            if let Err(e) = db.write_opt(batch, wo) {
-                tracing::error!(error = %e, "log write failed; refusing further writes");
+        // The group before was settled above: this one, staged on top of it, goes next.
+        self.prev_overlay = overlay;
+        self.prev_pending = pending;
+        let (done, inflight) = sync_channel(1);
+        let commit = Commit {
+            batch,
+            staged,
+            spent,
+            last_seq: (self.next_seq != start_seq).then(|| self.next_seq - 1),
+            done,
+        };
+        let sent = match &self.commits {
+            Some(tx) => tx.send(commit).map_err(|e| e.0),
+            None => Err(commit),
+        };
+        match sent {
+            Ok(()) => self.inflight = Some(inflight),
+            Err(commit) => {
+                tracing::error!("the committer thread is gone; refusing further writes");
                 self.poisoned = true;
-                for s in staged {
+                for s in commit.staged {
                     let _ = s.reply.send(Err(Error::Poisoned));
                 }
-                return;
             }
-            self.tail.send_replace(self.next_seq - 1);
         }
-        for s in staged {
-            let _ = s.reply.send(Ok(s.result));
-        }
-        drop(spent);
+        pause
     }
 
     /// Stage one request into the batch, all or nothing.
     fn stage(
         &mut self,
         events: &Arc<Vec<Event>>,
-        (pending, remember): (&mut HashMap<Vec<u8>, DedupeEntry>, bool),
+        (pending, prev_pending): (&mut Pending, &Pending),
         stretches: &mut Stretches,
         batch: &mut WriteBatch,
         txn: &mut Txn<'_>,
@@ -1159,7 +1301,11 @@ impl Writer {
             .zip(encoded)
             .enumerate()
         {
-            let existing = match local.get(dkey.as_slice()).or_else(|| pending.get(dkey)) {
+            let existing = match local
+                .get(dkey.as_slice())
+                .or_else(|| pending.get(dkey))
+                .or_else(|| prev_pending.get(dkey))
+            {
                 Some(d) => Some(*d),
                 None => match stored? {
                     Some(v) => Some(DedupeEntry::decode(&v)?),
@@ -1209,9 +1355,7 @@ impl Writer {
                 envelope.run_id.as_deref(),
                 seq,
             );
-            if remember {
-                pending.insert(dkey, entry);
-            }
+            pending.insert(dkey, entry);
         }
         self.next_seq = seq;
         Ok(result)

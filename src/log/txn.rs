@@ -12,6 +12,9 @@ use rocksdb::{ColumnFamily, ReadOptions, WriteBatch, DB};
 
 use super::error::Result;
 
+/// Rows written by a group and not yet in RocksDB (`None`: deleted).
+pub type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
 /// A key and the overlay entry it had before a write (`None`: it had none).
 type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 
@@ -41,7 +44,9 @@ impl Memo {
 pub struct Txn<'a> {
     db: &'a DB,
     cf: &'a ColumnFamily,
-    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    overlay: Overlay,
+    /// The previous group's rows, while the committer writes them: under this overlay.
+    prev: Option<&'a Overlay>,
     /// Previous overlay state of every key touched since [`Txn::begin`].
     undo: Vec<Undo>,
     memo: Option<&'a RefCell<Memo>>,
@@ -52,7 +57,8 @@ impl<'a> Txn<'a> {
         Txn {
             db,
             cf,
-            overlay: BTreeMap::new(),
+            overlay: Overlay::new(),
+            prev: None,
             undo: Vec::new(),
             memo: None,
         }
@@ -66,10 +72,25 @@ impl<'a> Txn<'a> {
         }
     }
 
+    /// This txn, on top of the rows of a group still being written.
+    pub fn over(self, prev: &'a Overlay) -> Txn<'a> {
+        Txn {
+            prev: Some(prev),
+            ..self
+        }
+    }
+
+    /// The row at `key` in this txn's overlays, if either has it (`Some(None)`: deleted).
+    fn staged(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        self.overlay
+            .get(key)
+            .or_else(|| self.prev.and_then(|p| p.get(key)))
+    }
+
     /// [`Txn::get`] for a row that is never changed or deleted once written (the caller
     /// promises): answered from the memo when it can be.
     pub fn get_immutable(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.overlay.get(key) {
+        if let Some(v) = self.staged(key) {
             return Ok(v.clone());
         }
         let Some(memo) = self.memo else {
@@ -91,7 +112,7 @@ impl<'a> Txn<'a> {
 
     /// Is there a row at `key`, which is never changed or deleted once written?
     pub fn contains_immutable(&self, key: &[u8]) -> Result<bool> {
-        if let Some(v) = self.overlay.get(key) {
+        if let Some(v) = self.staged(key) {
             return Ok(v.is_some());
         }
         if let Some(memo) = self.memo {
@@ -103,7 +124,7 @@ impl<'a> Txn<'a> {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.overlay.get(key) {
+        if let Some(v) = self.staged(key) {
             return Ok(v.clone());
         }
         if let Some(memo) = self.memo {
@@ -117,7 +138,7 @@ impl<'a> Txn<'a> {
     /// [`Txn::get`] for a row that is read and rewritten often: its committed value is
     /// remembered in the memo (and kept current as groups are written).
     pub fn get_hot(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.overlay.get(key) {
+        if let Some(v) = self.staged(key) {
             return Ok(v.clone());
         }
         let Some(memo) = self.memo else {
@@ -161,11 +182,14 @@ impl<'a> Txn<'a> {
             it.next();
         }
         it.status()?;
-        for (k, v) in self.overlay.range(lo.to_vec()..hi.to_vec()) {
-            match v {
-                Some(v) => rows.insert(k.clone(), v.clone()),
-                None => rows.remove(k),
-            };
+        let range = lo.to_vec()..hi.to_vec();
+        for layer in self.prev.into_iter().chain([&self.overlay]) {
+            for (k, v) in layer.range(range.clone()) {
+                match v {
+                    Some(v) => rows.insert(k.clone(), v.clone()),
+                    None => rows.remove(k),
+                };
+            }
         }
         Ok(rows.into_iter().collect())
     }
@@ -189,20 +213,22 @@ impl<'a> Txn<'a> {
         self.overlay.is_empty()
     }
 
-    /// Move the overlay into `batch`. The memo's hot rows take their new values: the caller
-    /// writes the batch next, and stops writing altogether if that fails.
-    pub fn write_into(self, batch: &mut WriteBatch) {
+    /// Put the overlay into `batch` and hand it back (the next group reads it until the
+    /// batch is written). The memo's hot rows take their new values: the caller writes the
+    /// batch next, and stops writing altogether if that fails.
+    pub fn write_into(self, batch: &mut WriteBatch) -> Overlay {
         let mut memo = self.memo.map(RefCell::borrow_mut);
-        for (k, v) in self.overlay {
-            match &v {
-                Some(v) => batch.put_cf(self.cf, &k, v),
-                None => batch.delete_cf(self.cf, &k),
+        for (k, v) in &self.overlay {
+            match v {
+                Some(v) => batch.put_cf(self.cf, k, v),
+                None => batch.delete_cf(self.cf, k),
             }
             if let Some(memo) = memo.as_mut() {
-                if let Some(hot) = memo.hot.get_mut(&k) {
-                    *hot = v;
+                if let Some(hot) = memo.hot.get_mut(k) {
+                    hot.clone_from(v);
                 }
             }
         }
+        self.overlay
     }
 }
