@@ -383,22 +383,6 @@ fn export_checks<W: Write + Send>(
     err.map_or(Ok(()), Err)
 }
 
-/// Schema history entries `(timestamp, seq, hash)` of one asset, oldest first.
-fn schema_history(
-    reader: &Reader<'_>,
-    dep: DeploymentId,
-    asset: u64,
-) -> Result<Vec<(i64, Seq, u64)>> {
-    let prefix = K::new(vk::SCHEMA_HISTORY, dep).u64(asset).build();
-    let mut out = Vec::new();
-    reader.walk(&prefix, &vk::end_of(&prefix), false, |k, v| {
-        let (t, s) = vk::tail_time_seq(k);
-        out.push((t, s, vk::tail_u64(v)));
-        Ok(true)
-    })?;
-    Ok(out)
-}
-
 fn schema_rows<W: Write + Send>(
     reader: &Reader<'_>,
     cx: &tables::Ctx,
@@ -407,17 +391,7 @@ fn schema_rows<W: Write + Send>(
     history: &[(i64, Seq, u64)],
     s: &mut Sink<W>,
 ) -> Result<()> {
-    // Versions: the history with consecutive repeats collapsed, as `schema::versions`.
-    let mut versions: Vec<schema::SchemaVersion> = Vec::new();
-    for &(t, seq, h) in history {
-        if versions.last().is_none_or(|l| l.hash != h) {
-            versions.push(schema::SchemaVersion {
-                hash: h,
-                since_us: t,
-                since_seq: seq,
-            });
-        }
-    }
+    let versions = schema::collapse(history);
     for (i, v) in versions.iter().enumerate() {
         let Some(table) = schema::by_hash(reader, dep, v.hash)? else {
             continue;
@@ -452,16 +426,14 @@ fn export_schemas<W: Write + Send>(
             }
         }
         None => {
-            // Every asset with a history: one seek per asset, not a walk of every entry.
-            let prefix = K::new(vk::SCHEMA_HISTORY, dep).build();
+            // Every asset with measurements: one seek per asset, not a walk of every entry.
+            let prefix = K::new(vk::POINTS, dep).build();
             let mut lo = prefix.clone();
             let hi = vk::end_of(&prefix);
             while let Some((k, _)) = reader.scan(&lo, &hi, false, 1)?.pop() {
                 let asset = u64::from_be_bytes(k[5..13].try_into().unwrap_or_default());
                 assets.push(asset);
-                lo = K::new(vk::SCHEMA_HISTORY, dep)
-                    .u64(asset.saturating_add(1))
-                    .build();
+                lo = K::new(vk::POINTS, dep).u64(asset.saturating_add(1)).build();
                 if asset == u64::MAX {
                     break;
                 }
@@ -472,7 +444,7 @@ fn export_schemas<W: Write + Send>(
         let Some(key) = projection::asset_key(reader, dep, asset)? else {
             continue;
         };
-        let history = schema_history(reader, dep, asset)?;
+        let history = schema::history(reader, dep, asset)?;
         schema_rows(reader, cx, dep, &key, &history, s)?;
     }
     Ok(())

@@ -56,9 +56,11 @@ pub const DOWNSTREAM: u8 = 0x41;
 pub const LOCATION: u8 = 0x42;
 pub const COLUMN_LINEAGE: u8 = 0x43;
 pub const SCHEMA: u8 = 0x44;
-pub const SCHEMA_HISTORY: u8 = 0x45;
+// 0x45 (schema history) and 0x47 (numeric series): views version 1, now in POINTS.
+/// Partition row counts only (whole-table ones are in POINTS).
 pub const ROW_COUNTS: u8 = 0x46;
-pub const NUMERIC_SERIES: u8 = 0x47;
+pub const POINTS: u8 = 0x48;
+pub const NUMERIC_LABELS: u8 = 0x49;
 pub const RUN: u8 = 0x50;
 pub const RUNS_BY_STATUS: u8 = 0x51;
 pub const RUNS_BY_TIME: u8 = 0x52;

@@ -9,6 +9,8 @@
 //! - [`materializations`]: history per asset and per partition, newest first, paged by seq;
 //! - [`partitions`]: per-partition state and per-asset status counts (no history scans);
 //! - [`lineage`]: asset edges from definitions, column lineage, bounded traversal;
+//! - [`points`]: one row per event of an asset's measurements (row count, numeric values,
+//!   schema hash), which the next two read;
 //! - [`schema`]: current table schema, history (each distinct schema stored once), diffs;
 //! - [`rowcounts`]: row-count series and every other numeric metadata value by label;
 //! - [`runs`]: run records by status and by time;
@@ -37,6 +39,7 @@ pub mod keys;
 pub mod lineage;
 pub mod materializations;
 pub mod partitions;
+pub mod points;
 pub mod rowcounts;
 pub mod runs;
 pub mod schema;
@@ -53,7 +56,7 @@ use crate::log::{self, cf, Log, LogOptions, Projector, Txn};
 use keys::K;
 
 /// Bump when a view's rows change meaning or layout: stores with other versions rebuild.
-pub const VIEWS_VERSION: u32 = 1;
+pub const VIEWS_VERSION: u32 = 2;
 
 /// Codec byte of every view value.
 pub const VIEW_V1: u8 = 0x01;
@@ -391,7 +394,7 @@ impl Projector for Views {
                 materializations::apply(txn, seq, ev)?;
                 partitions::apply(txn, seq, ev)?;
                 lineage::apply(txn, seq, ev)?;
-                schema::apply(txn, seq, ev)?;
+                points::apply(txn, seq, ev)?;
                 rowcounts::apply(txn, seq, ev)?;
             }
             EventBody::AssetCheckPlanned(_) | EventBody::AssetCheckEvaluation(_) => {
@@ -399,7 +402,7 @@ impl Projector for Views {
             }
             EventBody::Definitions(_) => {
                 lineage::apply(txn, seq, ev)?;
-                schema::apply(txn, seq, ev)?;
+                points::apply(txn, seq, ev)?;
                 checks::apply(txn, seq, ev)?;
             }
             EventBody::BackfillCreated(_) | EventBody::BackfillUpdated(_) => {

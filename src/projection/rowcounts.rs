@@ -1,11 +1,14 @@
-//! Row counts over time: `dagster/row_count` (the whole table, series `""`) and
+//! Row counts over time: `dagster/row_count` (the whole table) and
 //! `dagster/partition_row_count` (per partition) per asset, and every other numeric
-//! metadata value as a series by label. Points are keyed by `(timestamp, seq)`, so a series
-//! reads in time order however the events arrived.
+//! metadata value as a series by label. Series read in time order, `(timestamp, seq)`,
+//! however the events arrived.
+//!
+//! Whole-table row counts and the other numeric values are read from [`super::points`]
+//! (one row per event). Partition row counts have their own rows here, keyed by
+//! `(asset, partition, timestamp, seq)`.
 
 use super::keys::{self, K};
-use super::{intern, Result, Rows};
-use crate::event::metadata::keys as md;
+use super::{intern, points, Result, Rows};
 use crate::event::{AssetKey, DeploymentId, Event, EventBody, Seq};
 use crate::log::Txn;
 
@@ -15,19 +18,8 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
     let (EventBody::AssetMaterialization(a) | EventBody::AssetObservation(a)) = &ev.body else {
         return Ok(());
     };
-    let id = intern(txn, dep, &a.asset_key)?;
-    if let Some(n) = a.metadata.row_count() {
-        txn.put(
-            K::new(keys::ROW_COUNTS, dep)
-                .u64(id)
-                .str("")
-                .time(ts)
-                .u64(seq)
-                .build(),
-            n.to_be_bytes().to_vec(),
-        );
-    }
     if let (Some(n), Some(p)) = (a.metadata.partition_row_count(), &a.partition) {
+        let id = intern(txn, dep, &a.asset_key)?;
         txn.put(
             K::new(keys::ROW_COUNTS, dep)
                 .u64(id)
@@ -37,22 +29,6 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                 .build(),
             n.to_be_bytes().to_vec(),
         );
-    }
-    for e in &a.metadata.0 {
-        if e.label == md::ROW_COUNT || e.label == md::PARTITION_ROW_COUNT {
-            continue;
-        }
-        if let Some(x) = e.value.as_f64() {
-            txn.put(
-                K::new(keys::NUMERIC_SERIES, dep)
-                    .u64(id)
-                    .str(&e.label)
-                    .time(ts)
-                    .u64(seq)
-                    .build(),
-                x.to_be_bytes().to_vec(),
-            );
-        }
     }
     Ok(())
 }
@@ -109,13 +85,17 @@ pub fn row_counts(
     let Some(id) = super::asset_id(rows, dep, key)? else {
         return Ok(Vec::new());
     };
-    let prefix = K::new(keys::ROW_COUNTS, dep)
-        .u64(id)
-        .str(partition.unwrap_or(""))
-        .build();
-    series(rows, prefix, from_us, to_us, limit, |b| {
-        i64::from_be_bytes(b) as f64
-    })
+    match partition {
+        Some(p) => {
+            let prefix = K::new(keys::ROW_COUNTS, dep).u64(id).str(p).build();
+            series(rows, prefix, from_us, to_us, limit, |b| {
+                i64::from_be_bytes(b) as f64
+            })
+        }
+        None => from_points(rows, dep, id, (from_us, to_us), limit, |m| {
+            m.row_count.map(|n| n as f64)
+        }),
+    }
 }
 
 /// A numeric metadata series of an asset by label, oldest first.
@@ -131,30 +111,41 @@ pub fn numeric_series(
     let Some(id) = super::asset_id(rows, dep, key)? else {
         return Ok(Vec::new());
     };
-    let prefix = K::new(keys::NUMERIC_SERIES, dep).u64(id).str(label).build();
-    series(rows, prefix, from_us, to_us, limit, f64::from_be_bytes)
+    from_points(rows, dep, id, (from_us, to_us), limit, |m| {
+        m.numeric.iter().find(|(l, _)| l == label).map(|(_, x)| *x)
+    })
+}
+
+/// The points of one series of [`points`], at most `limit`.
+fn from_points(
+    rows: &impl Rows,
+    dep: DeploymentId,
+    asset: u64,
+    range: (Option<i64>, Option<i64>),
+    limit: usize,
+    value: impl Fn(&points::Measurements) -> Option<f64>,
+) -> Result<Vec<Point>> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    points::walk(rows, dep, asset, range, false, |t, s, m| {
+        if let Some(v) = value(&m) {
+            out.push(Point {
+                timestamp_us: t,
+                seq: s,
+                value: v,
+            });
+        }
+        Ok(out.len() < limit)
+    })?;
+    Ok(out)
 }
 
 /// The labels that have numeric series on an asset.
 pub fn labels(rows: &impl Rows, dep: DeploymentId, key: &AssetKey) -> Result<Vec<String>> {
-    let Some(id) = super::asset_id(rows, dep, key)? else {
-        return Ok(Vec::new());
-    };
-    let prefix = K::new(keys::NUMERIC_SERIES, dep).u64(id).build();
-    let mut out: Vec<String> = Vec::new();
-    let mut lo = prefix.clone();
-    let hi = keys::end_of(&prefix);
-    loop {
-        let page = rows.scan(&lo, &hi, false, 1)?;
-        let Some((k, _)) = page.first() else {
-            return Ok(out);
-        };
-        let Some(label) = keys::str_at(k, prefix.len()) else {
-            return Ok(out);
-        };
-        out.push(label.to_string());
-        // Skip to the next label.
-        lo = K::new(keys::NUMERIC_SERIES, dep).u64(id).str(label).build();
-        lo = keys::end_of(&lo);
+    match super::asset_id(rows, dep, key)? {
+        Some(id) => points::labels(rows, dep, id),
+        None => Ok(Vec::new()),
     }
 }

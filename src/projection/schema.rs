@@ -1,11 +1,12 @@
-//! Table schemas: each distinct schema is stored once, by content hash; per asset a history
-//! of `(timestamp, seq) -> hash` from `dagster/column_schema` on materializations,
-//! observations and definitions. The current schema is the latest entry; versions are the
-//! history with consecutive repeats collapsed; [`diff`] compares two versions structurally.
+//! Table schemas: each distinct schema is stored once, by content hash; per asset the
+//! history of `(timestamp, seq) -> hash` from `dagster/column_schema` on materializations,
+//! observations and definitions is part of the asset's [`super::points`]. The current schema
+//! is the latest entry; versions are the history with consecutive repeats collapsed;
+//! [`diff`] compares two versions structurally.
 
 use super::keys::{self, K};
-use super::{enc, intern, Result, Rows};
-use crate::event::{AssetKey, DeploymentId, Event, EventBody, Seq, TableColumn, TableSchema};
+use super::{points, Result, Rows};
+use crate::event::{AssetKey, DeploymentId, Seq, TableColumn, TableSchema};
 use crate::log::Txn;
 
 /// The content hash of a schema (xxh3 of its stored bytes).
@@ -13,51 +14,27 @@ pub fn hash(schema: &TableSchema) -> u64 {
     super::with_encoded(schema, xxhash_rust::xxh3::xxh3_64)
 }
 
-fn record(
-    txn: &mut Txn<'_>,
-    dep: DeploymentId,
-    key: &AssetKey,
-    ts: i64,
-    seq: Seq,
-    schema: &TableSchema,
-) -> Result<()> {
-    let id = intern(txn, dep, key)?;
+/// Store `schema` under its hash (once) and return the hash.
+pub fn store(txn: &mut Txn<'_>, dep: DeploymentId, schema: &TableSchema) -> Result<u64> {
     let h = hash(schema);
     let skey = K::new(keys::SCHEMA, dep).u64(h).build();
     // Content-addressed: a schema row never changes once written.
     if !txn.contains_immutable(&skey)? {
-        txn.put(skey, enc(schema));
+        txn.put(skey, super::enc(schema));
     }
-    txn.put(
-        K::new(keys::SCHEMA_HISTORY, dep)
-            .u64(id)
-            .time(ts)
-            .u64(seq)
-            .build(),
-        h.to_be_bytes().to_vec(),
-    );
-    Ok(())
+    Ok(h)
 }
 
-pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
-    let dep = ev.envelope.deployment;
-    let ts = ev.envelope.timestamp_us;
-    match &ev.body {
-        EventBody::AssetMaterialization(a) | EventBody::AssetObservation(a) => {
-            if let Some(s) = a.metadata.column_schema() {
-                record(txn, dep, &a.asset_key, ts, seq, s)?;
-            }
+/// The schema history of an asset: `(timestamp, seq, hash)`, oldest first.
+pub fn history(rows: &impl Rows, dep: DeploymentId, asset: u64) -> Result<Vec<(i64, Seq, u64)>> {
+    let mut out = Vec::new();
+    points::walk(rows, dep, asset, (None, None), false, |t, s, m| {
+        if let Some(h) = m.schema {
+            out.push((t, s, h));
         }
-        EventBody::Definitions(d) => {
-            for def in &d.assets {
-                if let Some(s) = def.metadata.column_schema() {
-                    record(txn, dep, &def.asset_key, ts, seq, s)?;
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(())
+        Ok(true)
+    })?;
+    Ok(out)
 }
 
 /// One version of an asset's schema: when it was first seen (in a run of equal entries).
@@ -73,15 +50,14 @@ pub fn versions(rows: &impl Rows, dep: DeploymentId, key: &AssetKey) -> Result<V
     let Some(id) = super::asset_id(rows, dep, key)? else {
         return Ok(Vec::new());
     };
+    Ok(collapse(&history(rows, dep, id)?))
+}
+
+/// A history with consecutive repeats collapsed into versions.
+pub fn collapse(history: &[(i64, Seq, u64)]) -> Vec<SchemaVersion> {
     let mut out: Vec<SchemaVersion> = Vec::new();
-    for (k, v) in rows.scan_prefix(
-        &K::new(keys::SCHEMA_HISTORY, dep).u64(id).build(),
-        false,
-        usize::MAX,
-    )? {
-        let h = keys::tail_u64(&v);
+    for &(t, s, h) in history {
         if out.last().is_none_or(|l| l.hash != h) {
-            let (t, s) = keys::tail_time_seq(&k);
             out.push(SchemaVersion {
                 hash: h,
                 since_us: t,
@@ -89,7 +65,7 @@ pub fn versions(rows: &impl Rows, dep: DeploymentId, key: &AssetKey) -> Result<V
             });
         }
     }
-    Ok(out)
+    out
 }
 
 /// The schema with this hash.
@@ -106,12 +82,14 @@ pub fn current(
     let Some(id) = super::asset_id(rows, dep, key)? else {
         return Ok(None);
     };
-    let last = rows.scan_prefix(&K::new(keys::SCHEMA_HISTORY, dep).u64(id).build(), true, 1)?;
-    let Some((k, v)) = last.first() else {
+    let mut latest = None;
+    points::walk(rows, dep, id, (None, None), true, |t, s, m| {
+        latest = m.schema.map(|h| (t, s, h));
+        Ok(latest.is_none())
+    })?;
+    let Some((t, s, h)) = latest else {
         return Ok(None);
     };
-    let h = keys::tail_u64(v);
-    let (t, s) = keys::tail_time_seq(k);
     Ok(by_hash(rows, dep, h)?.map(|schema| {
         (
             SchemaVersion {

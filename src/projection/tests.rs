@@ -1084,3 +1084,44 @@ fn pipelined_groups_dedupe_and_project_on_top_of_each_other() {
     rebuild(&log, |_, _| {}).unwrap();
     assert_eq!(live, dump(&log).unwrap());
 }
+
+/// A materialization's row count, schema and numeric values share one row per event; each
+/// label is listed once per asset, however many events carry it.
+#[test]
+fn measurements_take_one_row_per_event() {
+    let (_d, log) = store();
+    let with_measurements = |id: &str, ts: i64| {
+        json!({"id": id, "type": "ASSET_MATERIALIZATION", "timestamp": ts, "asset_key": "db/t",
+               "metadata": {"dagster/row_count": ts, "duration_s": 1.5, "lag": 3,
+                            "dagster/column_schema": {"type": "table_schema", "columns": [{"name": "a"}]}}})
+    };
+    append(
+        &log,
+        (0..10)
+            .map(|i| with_measurements(&format!("m{i}"), 100 + i))
+            .collect(),
+    );
+    let rows = dump(&log).unwrap();
+    let count = |kind: u8| rows.iter().filter(|(k, _)| k[0] == kind).count();
+    assert_eq!(count(keys::POINTS), 10);
+    assert_eq!(count(keys::NUMERIC_LABELS), 2);
+    assert_eq!(count(keys::SCHEMA), 1);
+    assert_eq!(count(keys::ROW_COUNTS), 0, "no partition row counts here");
+    let rd = Reader::new(&log, 1);
+    assert_eq!(
+        rowcounts::labels(&rd, 1, &key("db/t")).unwrap(),
+        vec!["duration_s", "lag"]
+    );
+    let s = 1_000_000; // timestamps are sent in seconds
+    let lag =
+        rowcounts::numeric_series(&rd, 1, &key("db/t"), "lag", Some(103 * s), Some(106 * s), 2)
+            .unwrap();
+    assert_eq!(
+        lag.iter()
+            .map(|p| (p.timestamp_us, p.value))
+            .collect::<Vec<_>>(),
+        vec![(103 * s, 3.0), (104 * s, 3.0)],
+        "time range and limit apply to the series, not to the rows"
+    );
+    assert_eq!(schema::versions(&rd, 1, &key("db/t")).unwrap().len(), 1);
+}
