@@ -477,26 +477,44 @@ impl Log {
         const CHUNK: usize = 8192;
         let views_cf = self.cf(cf::VIEWS);
         let memo = RefCell::new(Memo::default());
-        let mut next = from;
-        while next <= to {
-            let events = self.read(next, CHUNK.min((to - next + 1) as usize))?;
-            if events.is_empty() {
-                break;
+        // A reader thread reads and decodes the next chunks while this one projects.
+        let (tx, rx) = sync_channel::<Result<Vec<(Seq, Event)>>>(2);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut next = from;
+                while next <= to {
+                    let chunk = self.read(next, CHUNK.min((to - next + 1) as usize));
+                    let end = match &chunk {
+                        Ok(events) => events.last().map(|(s, _)| s + 1),
+                        Err(_) => None,
+                    };
+                    let last = chunk.is_err() || end.is_none();
+                    if tx.send(chunk).is_err() || last {
+                        return;
+                    }
+                    next = end.unwrap_or(to + 1);
+                }
+            });
+            for chunk in rx {
+                let events = chunk?;
+                let Some(last) = events.last().map(|(s, _)| *s) else {
+                    break;
+                };
+                let mut txn = Txn::with_memo(&self.db, views_cf, &memo);
+                for (seq, ev) in &events {
+                    projector.apply(&mut txn, *seq, ev)?;
+                }
+                let mut batch = WriteBatch::default();
+                txn.write_into(&mut batch);
+                // No WAL: a replay that dies half-way is simply redone (the views' version
+                // marker is written only after the flush below).
+                let mut wo = WriteOptions::default();
+                wo.disable_wal(true);
+                self.db.write_opt(batch, &wo)?;
+                progress(last);
             }
-            let mut txn = Txn::with_memo(&self.db, views_cf, &memo);
-            for (seq, ev) in &events {
-                projector.apply(&mut txn, *seq, ev)?;
-            }
-            let mut batch = WriteBatch::default();
-            txn.write_into(&mut batch);
-            // No WAL: a replay that dies half-way is simply redone (the views' version
-            // marker is written only after the flush below).
-            let mut wo = WriteOptions::default();
-            wo.disable_wal(true);
-            self.db.write_opt(batch, &wo)?;
-            next = events.last().map(|(s, _)| s + 1).unwrap_or(to + 1);
-            progress(next - 1);
-        }
+            Ok::<(), Error>(())
+        })?;
         self.db.flush_cf(views_cf)?;
         Ok(())
     }

@@ -64,6 +64,7 @@ pub const NUMERIC_LABELS: u8 = 0x49;
 pub const RUN: u8 = 0x50;
 pub const RUNS_BY_STATUS: u8 = 0x51;
 pub const RUNS_BY_TIME: u8 = 0x52;
+pub const RUN_STEP: u8 = 0x53;
 pub const CHECK: u8 = 0x60;
 pub const CHECK_EXECUTION: u8 = 0x61;
 pub const CHECK_EXECUTION_BY_RUN: u8 = 0x62;

@@ -56,7 +56,7 @@ use crate::log::{self, cf, Log, LogOptions, Projector, Txn};
 use keys::K;
 
 /// Bump when a view's rows change meaning or layout: stores with other versions rebuild.
-pub const VIEWS_VERSION: u32 = 2;
+pub const VIEWS_VERSION: u32 = 3;
 
 /// Codec byte of every view value.
 pub const VIEW_V1: u8 = 0x01;

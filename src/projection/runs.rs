@@ -89,11 +89,11 @@ pub struct RunRecord {
     pub materializations: u64,
     pub expectations: u64,
     pub events: u64,
-    /// Per step: (status, start, end, attempts).
-    pub steps: BTreeMap<String, StepStats>,
     pub first_seq: Seq,
 }
 
+/// Per step of a run (a row of its own: a run may have thousands of steps, and its record
+/// is rewritten on every event).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepStats {
     pub status: String,
@@ -132,6 +132,24 @@ fn time_key(dep: DeploymentId, r: &RunRecord) -> Vec<u8> {
         .build()
 }
 
+fn step_key(dep: DeploymentId, run: &str, step: &str) -> Vec<u8> {
+    K::new(keys::RUN_STEP, dep).str(run).str(step).build()
+}
+
+/// The steps of a run, by step key.
+pub fn steps(rows: &impl Rows, dep: DeploymentId, run: &str) -> Result<Vec<(String, StepStats)>> {
+    let prefix = K::new(keys::RUN_STEP, dep).str(run).build();
+    rows.scan_prefix(&prefix, false, usize::MAX)?
+        .iter()
+        .map(|(k, v)| {
+            let step = keys::str_at(k, prefix.len())
+                .unwrap_or_default()
+                .to_string();
+            Ok((step, super::dec(v)?))
+        })
+        .collect()
+}
+
 /// The run record, as the writer sees it now.
 pub fn get(rows: &impl Rows, dep: DeploymentId, run: &str) -> Result<Option<RunRecord>> {
     rows.get_hot_as(&run_key(dep, run))
@@ -160,7 +178,6 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
         materializations: 0,
         expectations: 0,
         events: 0,
-        steps: BTreeMap::new(),
         first_seq: seq,
     });
     r.events += 1;
@@ -203,14 +220,19 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
             }
         }
         EventBody::Step(s) => {
-            let key = ev.envelope.step_key.clone().unwrap_or_default();
-            let st = r.steps.entry(key).or_insert(StepStats {
+            let key = step_key(
+                dep,
+                run_id,
+                ev.envelope.step_key.as_deref().unwrap_or_default(),
+            );
+            let mut step: StepStats = txn.get_as(&key)?.unwrap_or(StepStats {
                 status: "IN_PROGRESS".into(),
                 start_us: None,
                 end_us: None,
                 attempts: 0,
                 materializations: 0,
             });
+            let st = &mut step;
             match s.kind {
                 StepEventKind::Start | StepEventKind::Restarted => {
                     st.attempts += 1;
@@ -232,12 +254,15 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                 }
                 StepEventKind::UpForRetry => {}
             }
+            txn.put(key, enc(&step));
         }
         EventBody::AssetMaterialization(_) => {
             r.materializations += 1;
             if let Some(step) = &ev.envelope.step_key {
-                if let Some(st) = r.steps.get_mut(step) {
+                let key = step_key(dep, run_id, step);
+                if let Some(mut st) = txn.get_as::<StepStats>(&key)? {
                     st.materializations += 1;
+                    txn.put(key, enc(&st));
                 }
             }
         }

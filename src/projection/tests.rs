@@ -1125,3 +1125,58 @@ fn measurements_take_one_row_per_event() {
     );
     assert_eq!(schema::versions(&rd, 1, &key("db/t")).unwrap().len(), 1);
 }
+
+/// Steps are rows of their own: a run with many steps keeps a small record.
+#[test]
+fn step_stats_are_kept_per_step() {
+    let (_d, log) = store();
+    let step = |id: String, t: &str, step: String, ts: i64| json!({"id": id, "type": t, "timestamp": ts, "run_id": "r", "step_key": step});
+    append(&log, vec![run_ev("s", "RUN_START", "r", 1)]);
+    let record_len = |log: &Log| {
+        let k = keys::K::new(keys::RUN, 1).str("r").build();
+        Reader::new(log, 1).get(&k).unwrap().unwrap().len()
+    };
+    let before = record_len(&log);
+    let mut evs = Vec::new();
+    for i in 0..200 {
+        evs.push(step(
+            format!("a{i}"),
+            "STEP_START",
+            format!("s{i:03}"),
+            10 + i,
+        ));
+        evs.push(step(
+            format!("b{i}"),
+            if i % 2 == 0 {
+                "STEP_SUCCESS"
+            } else {
+                "STEP_FAILURE"
+            },
+            format!("s{i:03}"),
+            20 + i,
+        ));
+    }
+    let mut m = mat("m", "db/t", 30, Some("r"), None);
+    m["step_key"] = json!("s004");
+    evs.push(m);
+    append(&log, evs);
+    assert!(
+        record_len(&log) <= before + 16,
+        "the run record does not grow with its steps"
+    );
+    let rd = Reader::new(&log, 1);
+    let steps = runs::steps(&rd, 1, "r").unwrap();
+    assert_eq!(steps.len(), 200);
+    let (k, s4) = &steps[4];
+    assert_eq!(k, "s004");
+    assert_eq!(
+        (s4.status.as_str(), s4.attempts, s4.materializations),
+        ("SUCCESS", 1, 1)
+    );
+    assert_eq!(steps[5].1.status, "FAILURE");
+    let r = runs::get(&rd, 1, "r").unwrap().unwrap();
+    assert_eq!(
+        (r.steps_succeeded, r.steps_failed, r.materializations),
+        (100, 100, 1)
+    );
+}

@@ -1176,19 +1176,19 @@ impl Run {
             events: self.0.events,
         }
     }
-    async fn step_stats(&self) -> Vec<StepStats> {
-        self.0
-            .steps
-            .iter()
+    async fn step_stats(&self, c: &Context<'_>) -> Result<Vec<StepStats>> {
+        let c = ctx(c);
+        Ok(runs::steps(c.reader(), c.deployment(), &self.0.run_id)?
+            .into_iter()
             .map(|(k, s)| StepStats {
-                step_key: k.clone(),
-                status: s.status.clone(),
+                step_key: k,
+                status: s.status,
                 start_time: s.start_us.map(secs),
                 end_time: s.end_us.map(secs),
                 attempts: s.attempts,
                 materializations: s.materializations,
             })
-            .collect()
+            .collect())
     }
     /// The run's events in order; `afterCursor` is the `cursor` of the previous page.
     #[graphql(complexity = "limit * child_complexity + 1")]
