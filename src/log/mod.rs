@@ -212,7 +212,7 @@ impl Log {
             commits: Some(commits),
             committer: Some(committer),
             inflight: None,
-            prev_pending: HashMap::new(),
+            prev_pending: Pending::default(),
             prev_overlay: Overlay::new(),
         };
         let handle = std::thread::Builder::new()
@@ -945,7 +945,7 @@ struct Writer {
 }
 
 /// New dedupe entries of a group, by dedupe key, until the group is written.
-type Pending = HashMap<Vec<u8>, DedupeEntry>;
+type Pending = HashMap<Vec<u8>, DedupeEntry, ahash::RandomState>;
 
 /// A staged group on its way to RocksDB.
 struct Commit {
@@ -1199,7 +1199,7 @@ impl Writer {
         let mut batch = WriteBatch::with_capacity_bytes(self.batch_bytes);
         // Ids staged in this group, so two requests in one group (and the next group, while
         // this one is being written) dedupe against them.
-        let mut pending = Pending::new();
+        let mut pending = Pending::default();
         let mut stretches = Stretches::default();
         let mut staged: Vec<Staged> = Vec::with_capacity(group.len());
         let start_seq = self.next_seq;
@@ -1308,7 +1308,7 @@ impl Writer {
             let _ = done.recv();
         }
         let encoded = EncodeJob::finish(job);
-        let mut local: HashMap<&[u8], DedupeEntry> = HashMap::new();
+        let mut local: HashMap<&[u8], DedupeEntry, ahash::RandomState> = HashMap::default();
         let mut new_entries = Vec::new();
         let mut result = Vec::with_capacity(events.len());
         let mut seq = self.next_seq;

@@ -31,8 +31,8 @@ type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 /// the views (a rebuild) makes the writer drop its memo first (see `Log::clear_views`).
 #[derive(Default)]
 pub struct Memo {
-    rows: HashMap<Vec<u8>, Vec<u8>>,
-    hot: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    rows: HashMap<Vec<u8>, Vec<u8>, ahash::RandomState>,
+    hot: HashMap<Vec<u8>, Option<Vec<u8>>, ahash::RandomState>,
 }
 
 impl Memo {

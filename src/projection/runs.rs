@@ -89,6 +89,8 @@ pub struct RunRecord {
     pub materializations: u64,
     pub expectations: u64,
     pub events: u64,
+    /// Distinct steps seen (each has a row, see [`steps`]).
+    pub step_count: u64,
     pub first_seq: Seq,
 }
 
@@ -162,7 +164,11 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
     let dep = ev.envelope.deployment;
     let ts = ev.envelope.timestamp_us;
     let old: Option<RunRecord> = get(txn, dep, run_id)?;
-    let mut r = old.clone().unwrap_or_else(|| RunRecord {
+    // What the index rows depend on, before the change (the record itself is not copied).
+    let before = old
+        .as_ref()
+        .map(|o| (o.status, o.created_us, o.backfill_id().map(str::to_string)));
+    let mut r = old.unwrap_or_else(|| RunRecord {
         run_id: run_id.to_string(),
         status: RunStatus::NotStarted,
         terminal_at: None,
@@ -178,6 +184,7 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
         materializations: 0,
         expectations: 0,
         events: 0,
+        step_count: 0,
         first_seq: seq,
     });
     r.events += 1;
@@ -225,7 +232,11 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                 run_id,
                 ev.envelope.step_key.as_deref().unwrap_or_default(),
             );
-            let mut step: StepStats = txn.get_as(&key)?.unwrap_or(StepStats {
+            let old_step: Option<StepStats> = txn.get_hot_as(&key)?;
+            if old_step.is_none() {
+                r.step_count += 1;
+            }
+            let mut step = old_step.unwrap_or(StepStats {
                 status: "IN_PROGRESS".into(),
                 start_us: None,
                 end_us: None,
@@ -258,9 +269,10 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
         }
         EventBody::AssetMaterialization(_) => {
             r.materializations += 1;
-            if let Some(step) = &ev.envelope.step_key {
+            // Most runs that materialize have no step events: no step row to look for.
+            if let (Some(step), true) = (&ev.envelope.step_key, r.step_count > 0) {
                 let key = step_key(dep, run_id, step);
-                if let Some(mut st) = txn.get_as::<StepStats>(&key)? {
+                if let Some(mut st) = txn.get_hot_as::<StepStats>(&key)? {
                     st.materializations += 1;
                     txn.put(key, enc(&st));
                 }
@@ -271,19 +283,31 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
         }
         _ => {}
     }
-    if let Some(old) = &old {
-        if status_key(dep, old) != status_key(dep, &r) {
-            txn.delete(status_key(dep, old));
+    let (status_changed, created_changed) = match &before {
+        Some((status, created, _)) => (*status != r.status, *created != r.created_us),
+        None => (true, true),
+    };
+    if let Some((status, created, _)) = &before {
+        // The old index rows, keyed as the record was.
+        if status_changed || created_changed {
+            txn.delete(
+                K::new(keys::RUNS_BY_STATUS, dep)
+                    .u8(status.code())
+                    .time(*created)
+                    .str(run_id)
+                    .build(),
+            );
         }
-        if time_key(dep, old) != time_key(dep, &r) {
-            txn.delete(time_key(dep, old));
+        if created_changed {
+            txn.delete(
+                K::new(keys::RUNS_BY_TIME, dep)
+                    .time(*created)
+                    .str(run_id)
+                    .build(),
+            );
         }
     }
-    if old
-        .as_ref()
-        .and_then(|o| o.backfill_id().map(str::to_string))
-        != r.backfill_id().map(str::to_string)
-    {
+    if before.as_ref().and_then(|b| b.2.as_deref()) != r.backfill_id() {
         if let Some(b) = r.backfill_id() {
             txn.put(
                 K::new(keys::BACKFILL_RUNS, dep).str(b).str(run_id).build(),
@@ -291,17 +315,10 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
             );
         }
     }
-    let status_changed = old.as_ref().map(|o| o.status) != Some(r.status);
-    if old
-        .as_ref()
-        .is_none_or(|o| status_key(dep, o) != status_key(dep, &r))
-    {
+    if status_changed || created_changed {
         txn.put(status_key(dep, &r), Vec::new());
     }
-    if old
-        .as_ref()
-        .is_none_or(|o| time_key(dep, o) != time_key(dep, &r))
-    {
+    if created_changed {
         txn.put(time_key(dep, &r), Vec::new());
     }
     txn.put(run_key(dep, run_id), enc(&r));
