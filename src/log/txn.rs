@@ -90,17 +90,16 @@ impl<'a> Txn<'a> {
     /// [`Txn::get`] for a row that is never changed or deleted once written (the caller
     /// promises): answered from the memo when it can be.
     pub fn get_immutable(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        // A remembered row is committed and never changes: no overlay can hold another
+        // value for it, so the memo answers first.
+        if let Some(v) = self.memo.and_then(|m| m.borrow().rows.get(key).cloned()) {
+            return Ok(Some(v));
+        }
         if let Some(v) = self.staged(key) {
             return Ok(v.clone());
         }
-        let Some(memo) = self.memo else {
-            return Ok(self.db.get_cf(self.cf, key)?);
-        };
-        if let Some(v) = memo.borrow().rows.get(key) {
-            return Ok(Some(v.clone()));
-        }
         let found = self.db.get_cf(self.cf, key)?;
-        if let Some(v) = &found {
+        if let (Some(memo), Some(v)) = (self.memo, &found) {
             let mut memo = memo.borrow_mut();
             if memo.rows.len() >= Memo::CAPACITY {
                 memo.rows.clear();
@@ -112,13 +111,8 @@ impl<'a> Txn<'a> {
 
     /// Is there a row at `key`, which is never changed or deleted once written?
     pub fn contains_immutable(&self, key: &[u8]) -> Result<bool> {
-        if let Some(v) = self.staged(key) {
-            return Ok(v.is_some());
-        }
-        if let Some(memo) = self.memo {
-            if memo.borrow().rows.contains_key(key) {
-                return Ok(true);
-            }
+        if self.memo.is_some_and(|m| m.borrow().rows.contains_key(key)) {
+            return Ok(true);
         }
         Ok(self.get_immutable(key)?.is_some())
     }
