@@ -22,8 +22,8 @@ type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
 /// skip RocksDB:
 ///
 /// - `rows`: rows that never change once written (asset ids, schemas by hash);
-/// - `hot`: the committed value (or absence) of rows read and rewritten often (asset and
-///   run records, partition counts), kept current by [`Txn::write_into`].
+/// - `hot`: the committed value (or absence) of rows read and rewritten often (asset, run
+///   and step records, partition counts), kept current by [`Txn::write_into`].
 ///
 /// Only committed values go in: rows read from RocksDB, and a group's rows as it is
 /// written. A rolled-back request's overlay never reaches the memo, and a group whose write
