@@ -130,6 +130,8 @@ pub struct Log {
     tail: watch::Receiver<Seq>,
     writer: Mutex<Option<JoinHandle<()>>>,
     admin: Mutex<()>,
+    #[cfg(test)]
+    commit_gate: CommitGate,
 }
 
 fn db_options() -> Options {
@@ -192,11 +194,19 @@ impl Log {
         let (tx, rx) = sync_channel(options.queue_capacity);
         let queued = Arc::new(AtomicUsize::new(0));
         let views_epoch = Arc::new(AtomicU64::new(0));
-        let (commits, committer) =
-            spawn_committer(db.clone(), options.sync, tail_tx).map_err(|e| Error::Corrupt {
-                location: "committer thread".into(),
-                reason: e.to_string(),
-            })?;
+        #[cfg(test)]
+        let commit_gate = CommitGate::default();
+        let (commits, committer) = spawn_committer(
+            db.clone(),
+            options.sync,
+            tail_tx,
+            #[cfg(test)]
+            commit_gate.clone(),
+        )
+        .map_err(|e| Error::Corrupt {
+            location: "committer thread".into(),
+            reason: e.to_string(),
+        })?;
         let writer = Writer {
             queued: queued.clone(),
             views_epoch: views_epoch.clone(),
@@ -232,7 +242,19 @@ impl Log {
             tail: tail_rx,
             writer: Mutex::new(Some(handle)),
             admin: Mutex::new(()),
+            #[cfg(test)]
+            commit_gate,
         })
+    }
+
+    /// Tests only: from now on the committer sends on the first channel when it has a group
+    /// in hand, then writes it only after a message (or hang-up) on the second.
+    #[cfg(test)]
+    pub(crate) fn hold_commits(&self) -> (Receiver<()>, SyncSender<()>) {
+        let (arrived_tx, arrived) = sync_channel(16);
+        let (go, go_rx) = sync_channel(16);
+        *self.commit_gate.lock().unwrap_or_else(|p| p.into_inner()) = Some((arrived_tx, go_rx));
+        (arrived, go)
     }
 
     pub fn path(&self) -> &Path {
@@ -960,11 +982,17 @@ struct Commit {
     done: SyncSender<bool>,
 }
 
+/// Tests only: once set, the committer says when it has a group in hand and waits for a
+/// go before writing it (see `Log::hold_commits`).
+#[cfg(test)]
+type CommitGate = Arc<Mutex<Option<(SyncSender<()>, Receiver<()>)>>>;
+
 /// The committer thread: writes each staged group, advances the tail, answers.
 fn spawn_committer(
     db: Arc<DB>,
     sync: bool,
     tail: watch::Sender<Seq>,
+    #[cfg(test)] gate: CommitGate,
 ) -> std::io::Result<(SyncSender<Commit>, JoinHandle<()>)> {
     let (tx, rx) = sync_channel::<Commit>(1);
     let handle = std::thread::Builder::new()
@@ -973,6 +1001,12 @@ fn spawn_committer(
             let mut wo = WriteOptions::default();
             wo.set_sync(sync);
             for c in rx {
+                #[cfg(test)]
+                if let Some((arrived, go)) = gate.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
+                {
+                    let _ = arrived.send(());
+                    let _ = go.recv();
+                }
                 let written = if c.batch.is_empty() {
                     Ok(())
                 } else {

@@ -604,3 +604,45 @@ fn memo_hot_rows_follow_committed_writes_only() {
         Some(b"1".to_vec())
     );
 }
+
+/// A group staged while the one before it waits to be written dedupes against it: a re-send
+/// of an in-flight event gets the in-flight seq back, and nothing is stored twice.
+#[test]
+fn a_group_in_flight_is_seen_by_the_next_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path()));
+    let (arrived, go) = log.hold_commits();
+    let batch = || {
+        (0..5)
+            .map(|i| sample::materialization(1, format!("e{i}"), "r", i, None, 100 + i as i64))
+            .collect::<Vec<_>>()
+    };
+    let first = std::thread::spawn({
+        let log = log.clone();
+        move || log.append_blocking(batch()).unwrap()
+    });
+    // The first group is staged and handed to the committer, which holds it unwritten.
+    arrived.recv().unwrap();
+    let again = std::thread::spawn({
+        let log = log.clone();
+        move || log.append_blocking(batch()).unwrap()
+    });
+    // Once the writer has taken the re-send, it stages it before it waits for the first
+    // group, which is not written before the go below (and then only after its fsync).
+    while log.queued() > 0 {
+        std::thread::yield_now();
+    }
+    go.send(()).unwrap();
+    arrived.recv().unwrap();
+    drop(go);
+    let first = first.join().unwrap();
+    let again = again.join().unwrap();
+    assert!(first.iter().all(|a| !a.duplicate));
+    assert!(again.iter().all(|a| a.duplicate));
+    assert_eq!(
+        first.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        again.iter().map(|a| a.seq).collect::<Vec<_>>()
+    );
+    assert_eq!(log.last_seq(), 5);
+    assert!(log.verify(|_| {}).unwrap().problems.is_empty());
+}
