@@ -1147,7 +1147,7 @@ impl Writer {
                 }
             };
             let mut group = VecDeque::from([first]);
-            let mut pause = self.drain(&rx, &mut group);
+            let mut pause = self.drain(&rx, &mut group, 0);
             // Past a pause, nothing more joins the group.
             let more = pause.is_none().then_some(&rx);
             if let Some(p) = self.commit_group(group, more) {
@@ -1166,10 +1166,15 @@ impl Writer {
         tracing::debug!(last_seq = self.next_seq - 1, "writer stopped");
     }
 
-    /// Add what has queued up to `group`, up to the group size; stops at a pause and
-    /// returns it.
-    fn drain(&self, rx: &Receiver<Msg>, group: &mut VecDeque<Request>) -> Option<Receiver<()>> {
-        let mut n: usize = group.iter().map(|r| r.events.len()).sum();
+    /// Add what has queued up to `group` until the group (with `staged` events already
+    /// staged out of it) reaches the group size; stops at a pause and returns it.
+    fn drain(
+        &self,
+        rx: &Receiver<Msg>,
+        group: &mut VecDeque<Request>,
+        staged: usize,
+    ) -> Option<Receiver<()>> {
+        let mut n = staged + group.iter().map(|r| r.events.len()).sum::<usize>();
         while n < self.max_group_events {
             match rx.try_recv() {
                 Ok(Msg::Append(r)) => {
@@ -1239,6 +1244,7 @@ impl Writer {
         let start_seq = self.next_seq;
         let mut spent: Vec<Arc<Vec<Event>>> = Vec::with_capacity(group.len());
         let mut settled = false;
+        let mut staged_events = 0;
         loop {
             let Some(req) = group.pop_front() else {
                 if settled {
@@ -1252,11 +1258,12 @@ impl Writer {
                     return None;
                 }
                 if let Some(rx) = more {
-                    pause = self.drain(rx, &mut group);
+                    pause = self.drain(rx, &mut group, staged_events);
                 }
                 continue;
             };
             txn.begin();
+            staged_events += req.events.len();
             let outcome = self.stage(
                 &req.events,
                 (&mut pending, &prev_pending),

@@ -32,17 +32,6 @@ impl Measurements {
     fn is_empty(&self) -> bool {
         self.row_count.is_none() && self.schema.is_none() && self.numeric.is_empty()
     }
-
-    /// The value of `label` (`dagster/row_count` included).
-    pub fn value(&self, label: &str) -> Option<f64> {
-        if label == md::ROW_COUNT {
-            return self.row_count.map(|n| n as f64);
-        }
-        self.numeric
-            .iter()
-            .find(|(l, _)| l == label)
-            .map(|(_, x)| *x)
-    }
 }
 
 fn prefix(dep: DeploymentId, asset: u64) -> K {

@@ -119,18 +119,18 @@ fn run_key(dep: DeploymentId, run: &str) -> Vec<u8> {
     K::new(keys::RUN, dep).str(run).build()
 }
 
-fn status_key(dep: DeploymentId, r: &RunRecord) -> Vec<u8> {
+fn status_key(dep: DeploymentId, status: RunStatus, created_us: i64, run: &str) -> Vec<u8> {
     K::new(keys::RUNS_BY_STATUS, dep)
-        .u8(r.status.code())
-        .time(r.created_us)
-        .str(&r.run_id)
+        .u8(status.code())
+        .time(created_us)
+        .str(run)
         .build()
 }
 
-fn time_key(dep: DeploymentId, r: &RunRecord) -> Vec<u8> {
+fn time_key(dep: DeploymentId, created_us: i64, run: &str) -> Vec<u8> {
     K::new(keys::RUNS_BY_TIME, dep)
-        .time(r.created_us)
-        .str(&r.run_id)
+        .time(created_us)
+        .str(run)
         .build()
 }
 
@@ -290,21 +290,10 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
     if let Some((status, created, _)) = &before {
         // The old index rows, keyed as the record was.
         if status_changed || created_changed {
-            txn.delete(
-                K::new(keys::RUNS_BY_STATUS, dep)
-                    .u8(status.code())
-                    .time(*created)
-                    .str(run_id)
-                    .build(),
-            );
+            txn.delete(status_key(dep, *status, *created, run_id));
         }
         if created_changed {
-            txn.delete(
-                K::new(keys::RUNS_BY_TIME, dep)
-                    .time(*created)
-                    .str(run_id)
-                    .build(),
-            );
+            txn.delete(time_key(dep, *created, run_id));
         }
     }
     if before.as_ref().and_then(|b| b.2.as_deref()) != r.backfill_id() {
@@ -316,10 +305,10 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
         }
     }
     if status_changed || created_changed {
-        txn.put(status_key(dep, &r), Vec::new());
+        txn.put(status_key(dep, r.status, r.created_us, run_id), Vec::new());
     }
     if created_changed {
-        txn.put(time_key(dep, &r), Vec::new());
+        txn.put(time_key(dep, r.created_us, run_id), Vec::new());
     }
     txn.put(run_key(dep, run_id), enc(&r));
     if status_changed {
@@ -369,7 +358,7 @@ pub fn list(
     let mut hi = keys::end_of(&lo);
     if let Some(c) = cursor {
         if let Some(r) = get(rows, dep, c)? {
-            hi = time_key(dep, &r);
+            hi = time_key(dep, r.created_us, &r.run_id);
         }
     }
     let mut out = Vec::new();
