@@ -99,10 +99,13 @@ pub struct Appended {
 }
 
 struct Request {
-    /// Shared with the encoder thread while the writer stages it.
+    /// Shared with the encoder thread while the writer stages it, and with the appender.
     events: Arc<Vec<Event>>,
     reply: oneshot::Sender<Result<Vec<Appended>>>,
 }
+
+/// Where an appender waits for its answer.
+type Reply = oneshot::Receiver<Result<Vec<Appended>>>;
 
 /// What the writer's queue carries.
 enum Msg {
@@ -223,6 +226,7 @@ impl Log {
             committer: Some(committer),
             inflight: None,
             prev_pending: Pending::default(),
+            spare_pending: Pending::default(),
             prev_overlay: Overlay::new(),
         };
         let handle = std::thread::Builder::new()
@@ -288,15 +292,15 @@ impl Log {
         sent
     }
 
-    fn enqueue(
-        &self,
-        events: Vec<Event>,
-        wait: bool,
-    ) -> Result<oneshot::Receiver<Result<Vec<Appended>>>> {
+    /// Queue `events` for the writer. The caller keeps a handle on them and drops it once
+    /// answered: the writer's side lets go first, so the events are freed by the thread that
+    /// made them, off the writer's and committer's path.
+    fn enqueue(&self, events: Vec<Event>, wait: bool) -> Result<(Reply, Arc<Vec<Event>>)> {
         let (reply, rx) = oneshot::channel();
         let events = Arc::new(events);
+        let mine = events.clone();
         self.send(Msg::Append(Request { events, reply }), wait)?;
-        Ok(rx)
+        Ok((rx, mine))
     }
 
     /// Requests waiting in the writer's queue.
@@ -322,8 +326,10 @@ impl Log {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let rx = self.enqueue(events, true)?;
-        rx.await.map_err(|_| Error::Closed)?
+        let (rx, events) = self.enqueue(events, true)?;
+        let replied = rx.await;
+        drop(events);
+        replied.map_err(|_| Error::Closed)?
     }
 
     /// Like [`Log::append`] but fails with [`Error::QueueFull`] instead of waiting for space.
@@ -331,8 +337,10 @@ impl Log {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let rx = self.enqueue(events, false)?;
-        rx.await.map_err(|_| Error::Closed)?
+        let (rx, events) = self.enqueue(events, false)?;
+        let replied = rx.await;
+        drop(events);
+        replied.map_err(|_| Error::Closed)?
     }
 
     /// [`Log::append`] for synchronous callers (CLI, benches, tests).
@@ -340,8 +348,10 @@ impl Log {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let rx = self.enqueue(events, true)?;
-        rx.blocking_recv().map_err(|_| Error::Closed)?
+        let (rx, events) = self.enqueue(events, true)?;
+        let replied = rx.blocking_recv();
+        drop(events);
+        replied.map_err(|_| Error::Closed)?
     }
 
     /// Stop taking appends, let the writer finish what is queued, and wait for it.
@@ -964,6 +974,8 @@ struct Writer {
     /// until it is in RocksDB.
     prev_pending: Pending,
     prev_overlay: Overlay,
+    /// An empty `Pending` with room, for the next group.
+    spare_pending: Pending,
 }
 
 /// New dedupe entries of a group, by dedupe key, until the group is written.
@@ -973,8 +985,9 @@ type Pending = HashMap<Vec<u8>, DedupeEntry, ahash::RandomState>;
 struct Commit {
     batch: WriteBatch,
     staged: Vec<Staged>,
-    /// The requests' events, freed after the replies (dropping thousands of events is real
-    /// work that need not delay anyone's acknowledgement).
+    /// The requests' events. Let go of before the replies, so that each appender, still
+    /// holding them, frees its own (dropping thousands of events is real work, slower still
+    /// on a thread that did not allocate them, and must not hold up the next group).
     spent: Vec<Arc<Vec<Event>>>,
     /// The group's last seq, if it appended anything.
     last_seq: Option<Seq>,
@@ -1012,6 +1025,7 @@ fn spawn_committer(
                 } else {
                     db.write_opt(c.batch, &wo)
                 };
+                drop(c.spent);
                 let ok = match written {
                     Ok(()) => {
                         if let Some(last) = c.last_seq {
@@ -1031,7 +1045,6 @@ fn spawn_committer(
                     }
                 };
                 let _ = c.done.send(ok);
-                drop(c.spent);
             }
         })?;
     Ok((tx, handle))
@@ -1232,13 +1245,13 @@ impl Writer {
         let views_cf = db.cf_handle(cf::VIEWS).expect("created at open");
         let memo = RefCell::new(std::mem::take(&mut self.memo));
         let prev_overlay = std::mem::take(&mut self.prev_overlay);
-        let prev_pending = std::mem::take(&mut self.prev_pending);
+        let mut prev_pending = std::mem::take(&mut self.prev_pending);
         let mut txn = Txn::with_memo(&db, views_cf, &memo).over(&prev_overlay);
         // Sized like the last group's batch, so it rarely has to grow (and copy) on the way.
         let mut batch = WriteBatch::with_capacity_bytes(self.batch_bytes);
         // Ids staged in this group, so two requests in one group (and the next group, while
         // this one is being written) dedupe against them.
-        let mut pending = Pending::default();
+        let mut pending = std::mem::take(&mut self.spare_pending);
         let mut stretches = Stretches::default();
         let mut staged: Vec<Staged> = Vec::with_capacity(group.len());
         let start_seq = self.next_seq;
@@ -1292,6 +1305,10 @@ impl Writer {
         // The group before was settled above: this one, staged on top of it, goes next.
         self.prev_overlay = overlay;
         self.prev_pending = pending;
+        // Its table is kept for the next group: growing a fresh one every group costs page
+        // faults on the writer's path.
+        prev_pending.clear();
+        self.spare_pending = prev_pending;
         let (done, inflight) = sync_channel(1);
         let commit = Commit {
             batch,
@@ -1349,8 +1366,9 @@ impl Writer {
             let _ = done.recv();
         }
         let encoded = EncodeJob::finish(job);
-        let mut local: HashMap<&[u8], DedupeEntry, ahash::RandomState> = HashMap::default();
-        let mut new_entries = Vec::new();
+        let mut local: HashMap<&[u8], DedupeEntry, ahash::RandomState> =
+            HashMap::with_capacity_and_hasher(events.len(), Default::default());
+        let mut new_entries = Vec::with_capacity(events.len());
         let mut result = Vec::with_capacity(events.len());
         let mut seq = self.next_seq;
         for (i, (((ev, dkey), stored), (bytes, hash))) in events
@@ -1402,6 +1420,7 @@ impl Writer {
             }
         }
         drop(local);
+        pending.reserve(new_entries.len());
         for (i, seq, bytes, entry) in new_entries {
             let envelope = &events[i].envelope;
             let dkey = std::mem::take(&mut dkeys[i]);
