@@ -108,12 +108,7 @@ pub fn list(
 
 /// Run ids of a backfill.
 pub fn run_ids(rows: &impl Rows, dep: DeploymentId, id: &str) -> Result<Vec<String>> {
-    let prefix = K::new(keys::BACKFILL_RUNS, dep).str(id).build();
-    Ok(rows
-        .scan_prefix(&prefix, false, usize::MAX)?
-        .iter()
-        .filter_map(|(k, _)| keys::str_at(k, prefix.len()).map(str::to_string))
-        .collect())
+    rows.names_under(&K::new(keys::BACKFILL_RUNS, dep).str(id).build())
 }
 
 /// Progress: runs of the backfill by status, and per partition the status of its latest run.

@@ -201,6 +201,16 @@ pub trait Rows {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.scan(prefix, &keys::end_of(prefix), reverse, limit)
     }
+
+    /// The string that follows `prefix` in each key under it, in key order (for key
+    /// families whose last component is a name: labels, run ids, partition keys).
+    fn names_under(&self, prefix: &[u8]) -> Result<Vec<String>> {
+        Ok(self
+            .scan_prefix(prefix, false, usize::MAX)?
+            .iter()
+            .filter_map(|(k, _)| keys::str_at(k, prefix.len()).map(str::to_string))
+            .collect())
+    }
 }
 
 impl Rows for Txn<'_> {

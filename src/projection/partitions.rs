@@ -211,11 +211,7 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
         EventBody::AssetWiped(w) => {
             let id = intern(txn, dep, &w.asset_key)?;
             let parts: Vec<String> = if w.partition_keys.is_empty() {
-                let prefix = K::new(keys::PARTITION, dep).u64(id).build();
-                txn.scan_prefix(&prefix, false, usize::MAX)?
-                    .iter()
-                    .filter_map(|(k, _)| keys::str_at(k, prefix.len()).map(str::to_string))
-                    .collect()
+                txn.names_under(&K::new(keys::PARTITION, dep).u64(id).build())?
             } else {
                 w.partition_keys.clone()
             };

@@ -129,10 +129,5 @@ pub fn walk(
 
 /// The labels with numeric values on an asset, in byte order.
 pub fn labels(rows: &impl Rows, dep: DeploymentId, asset: u64) -> Result<Vec<String>> {
-    let p = K::new(keys::NUMERIC_LABELS, dep).u64(asset).build();
-    Ok(rows
-        .scan_prefix(&p, false, usize::MAX)?
-        .iter()
-        .filter_map(|(k, _)| keys::str_at(k, p.len()).map(str::to_string))
-        .collect())
+    rows.names_under(&K::new(keys::NUMERIC_LABELS, dep).u64(asset).build())
 }
