@@ -8,7 +8,7 @@
 //! A codec byte, once shipped, keeps its meaning forever; a new encoding gets a new byte
 //! and the decoders below keep reading the old ones. The golden tests pin the bytes.
 
-use crate::event::{Event, Seq};
+use crate::event::{Envelope, Event, Seq};
 
 use super::error::{Error, Result};
 
@@ -23,7 +23,32 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
     out.push(EVENT_V1);
     // Serializing plain data into a Vec cannot fail: no maps with non-string keys, no
     // `serialize_any`, no I/O.
-    postcard::to_extend(event, out).expect("postcard encoding of Event into a Vec")
+    postcard::serialize_with_flavor(event, VecFlavor(out))
+        .expect("postcard encoding of Event into a Vec")
+}
+
+/// Postcard output appended to a `Vec` a slice at a time (postcard's `to_extend` goes byte
+/// by byte through `Extend`: encoding took 12% longer that way).
+pub(crate) struct VecFlavor(pub Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecFlavor {
+    type Output = Vec<u8>;
+
+    #[inline(always)]
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
 }
 
 /// Decode a log value; `location` names it in errors.
@@ -41,6 +66,20 @@ pub fn decode_event(bytes: &[u8], location: impl FnOnce() -> String) -> Result<E
             location: location(),
             reason: "empty value".into(),
         }),
+    }
+}
+
+/// The envelope of a log value alone, without decoding the body: postcard writes a struct's
+/// fields in order, and [`Event`]'s first field is its envelope.
+pub fn decode_envelope(bytes: &[u8], location: impl FnOnce() -> String) -> Result<Envelope> {
+    match bytes.split_first() {
+        Some((&EVENT_V1, body)) => postcard::take_from_bytes(body)
+            .map(|(envelope, _)| envelope)
+            .map_err(|e| Error::Corrupt {
+                location: location(),
+                reason: e.to_string(),
+            }),
+        _ => decode_event(bytes, location).map(|e| e.envelope),
     }
 }
 

@@ -8,6 +8,7 @@
 //! |---------|--------|
 //! | 1 | first |
 //! | 2 | run and deployment indexes hold stretches of seqs (kinds 0x05, 0x06) instead of one entry per event (0x03, 0x04) |
+//! | 3 | dedupe entries are written after their group's durable write, without the WAL; the dedupe watermark (0x07) says how far they are complete, and open re-indexes the log past it |
 
 use std::path::Path;
 
@@ -17,7 +18,7 @@ use super::error::{Error, Result};
 use super::{cf, keys};
 
 /// The format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const MAGIC: &[u8; 4] = b"ALOG";
 
 pub fn encode(version: u32) -> [u8; 8] {

@@ -13,6 +13,7 @@
 //! | 0x04 | index  | retired (format 1: one deployment-index entry per event) | |
 //! | 0x05 | index  | `deployment: u32, run_id, 0x00, first_seq: u64` | `last_seq: u64` |
 //! | 0x06 | index  | `deployment: u32, first_seq: u64` | `last_seq: u64` |
+//! | 0x07 | index  | (the kind byte alone) | `seq: u64`: dedupe entries are complete through it |
 //! | 0x10 | meta   | `"format"` | magic `ALOG` + format version `u32` |
 //! | 0x11 | meta   | `"next_deployment"` | `u32` |
 //! | 0x12 | meta   | `deployment name` | `u32` deployment id |
@@ -31,6 +32,8 @@ pub const RETIRED_DEPLOYMENT_EVENTS: u8 = 0x04;
 pub const RUN_RANGE: u8 = 0x05;
 /// A stretch of consecutive sequence numbers that all belong to one deployment.
 pub const DEPLOYMENT_RANGE: u8 = 0x06;
+/// How far the dedupe entries (written after their group, without the WAL) are complete.
+pub const DEDUPE_WATERMARK: u8 = 0x07;
 pub const META_FORMAT: u8 = 0x10;
 pub const META_NEXT_DEPLOYMENT: u8 = 0x11;
 pub const META_DEPLOYMENT: u8 = 0x12;
@@ -58,6 +61,10 @@ pub fn dedupe(deployment: DeploymentId, event_id: &str) -> Vec<u8> {
     k.extend_from_slice(&deployment.to_be_bytes());
     k.extend_from_slice(event_id.as_bytes());
     k
+}
+
+pub fn dedupe_watermark() -> [u8; 1] {
+    [DEDUPE_WATERMARK]
 }
 
 /// Prefix of every run-index key of one run.

@@ -209,6 +209,8 @@ fn verify_without(key: &[u8]) -> Vec<String> {
     let log = open(dir.path());
     log.append_blocking(vec![mat("a", "r"), mat("b", "r")])
         .unwrap();
+    // The dedupe entries follow the reply: let them land before deleting one.
+    drop(log.pause_writer().unwrap());
     let index = log.db().cf_handle(cf::INDEX).unwrap();
     log.db().delete_cf(index, key).unwrap();
     log.verify(|_| {}).unwrap().problems
@@ -233,6 +235,53 @@ fn verify_finds_a_missing_index_entry() {
             "{expected}: {problems:?}"
         );
     }
+}
+
+#[test]
+fn dedupe_entries_lost_past_the_watermark_are_rebuilt_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<String> = (0..10).map(|i| format!("e{i}")).collect();
+    {
+        let log = open(dir.path());
+        for id in &ids {
+            log.append_blocking(vec![mat(id, "r")]).unwrap();
+        }
+        drop(log.pause_writer().unwrap());
+        let (db, index) = (log.db(), log.db().cf_handle(cf::INDEX).unwrap());
+        let watermark = db.get_cf(index, keys::dedupe_watermark()).unwrap();
+        assert_eq!(hex::encode(watermark.unwrap()), "000000000000000a");
+        // What a crash leaves when the last groups' dedupe entries were still in memory.
+        for id in &ids[4..] {
+            db.delete_cf(index, keys::dedupe(1, id)).unwrap();
+        }
+        db.put_cf(index, keys::dedupe_watermark(), 4u64.to_be_bytes())
+            .unwrap();
+        let problems = log.verify(|_| {}).unwrap().problems;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("no dedupe entry for id \"e9\"")),
+            "{problems:?}"
+        );
+    }
+    let log = open(dir.path());
+    let report = log.verify(|_| {}).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(report.dedupe_entries, 10);
+    // Re-sends are still recognised, with their original seqs; a changed body still conflicts.
+    let again = log
+        .append_blocking(ids.iter().map(|id| mat(id, "r")).collect())
+        .unwrap();
+    let want: Vec<Appended> = (1..=10)
+        .map(|seq| Appended {
+            seq,
+            duplicate: true,
+        })
+        .collect();
+    assert_eq!(again, want);
+    let err = log.append_blocking(vec![mat("e7", "other")]).unwrap_err();
+    assert!(matches!(err, Error::Conflict { seq: 8, .. }), "{err:?}");
+    assert_eq!(log.last_seq(), 10);
 }
 
 #[test]
@@ -299,7 +348,7 @@ fn index_ranges(log: &Log) -> Vec<(String, String)> {
     log.db()
         .iterator_cf(index, IteratorMode::Start)
         .map(|kv| kv.unwrap())
-        .filter(|(k, _)| k[0] != keys::DEDUPE)
+        .filter(|(k, _)| k[0] != keys::DEDUPE && k[0] != keys::DEDUPE_WATERMARK)
         .map(|(k, v)| (hex::encode(k), hex::encode(v)))
         .collect()
 }

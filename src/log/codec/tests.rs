@@ -116,6 +116,23 @@ const GOLDEN_RUN_SUCCESS: &str =
 const GOLDEN_CHECK: &str = "010265330202000000000008010161016300000000010000";
 
 #[test]
+fn the_envelope_decodes_alone() {
+    for event in [
+        golden_materialization(),
+        golden_run_success(),
+        golden_check(),
+    ] {
+        let bytes = encode_event(&event);
+        assert_eq!(
+            decode_envelope(&bytes, || "x".into()).unwrap(),
+            event.envelope
+        );
+    }
+    assert!(decode_envelope(&[0x7f], || "x".into()).is_err());
+    assert!(decode_envelope(&[EVENT_V1, 0xff], || "x".into()).is_err());
+}
+
+#[test]
 fn golden_dedupe_bytes() {
     let d = DedupeEntry {
         seq: 0x0102,
