@@ -285,6 +285,31 @@ fn dedupe_entries_lost_past_the_watermark_are_rebuilt_at_open() {
 }
 
 #[test]
+fn a_format_2_store_gets_its_dedupe_watermark_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path());
+        log.append_blocking((0..30).map(|i| mat(&format!("e{i}"), "r")).collect())
+            .unwrap();
+        drop(log.pause_writer().unwrap());
+        // Format 2 had no watermark: its dedupe entries were written with their events.
+        let (db, index) = (log.db(), log.db().cf_handle(cf::INDEX).unwrap());
+        db.delete_cf(index, keys::dedupe_watermark()).unwrap();
+        format::write(db, 2).unwrap();
+    }
+    let log = open(dir.path());
+    assert_eq!(
+        format::read(log.db()).unwrap(),
+        Some(format::FORMAT_VERSION)
+    );
+    let index = log.db().cf_handle(cf::INDEX).unwrap();
+    let watermark = log.db().get_cf(index, keys::dedupe_watermark()).unwrap();
+    assert_eq!(watermark.as_deref(), Some(&30u64.to_be_bytes()[..]));
+    assert!(log.verify(|_| {}).unwrap().problems.is_empty());
+    assert!(log.append_blocking(vec![mat("e3", "r")]).unwrap()[0].duplicate);
+}
+
+#[test]
 fn deployments_get_stable_ids() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
