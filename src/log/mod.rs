@@ -440,28 +440,8 @@ impl Log {
     }
 
     /// Visit stored values from `from` on, undecoded.
-    pub fn scan_raw(
-        &self,
-        from: Seq,
-        mut visit: impl FnMut(Seq, &[u8]) -> Result<bool>,
-    ) -> Result<()> {
-        let mut ro = ReadOptions::default();
-        ro.set_iterate_upper_bound(vec![keys::LOG + 1]);
-        let start = keys::log(from);
-        let mut it = self.db.raw_iterator_cf_opt(self.cf(cf::LOG), ro);
-        it.seek(start);
-        while let (Some(k), Some(v)) = (it.key(), it.value()) {
-            let seq = keys::log_seq(k).ok_or_else(|| Error::Corrupt {
-                location: format!("log key {}", hex::encode(k)),
-                reason: "not a log key".into(),
-            })?;
-            if !visit(seq, v)? {
-                return Ok(());
-            }
-            it.next();
-        }
-        it.status()?;
-        Ok(())
+    pub fn scan_raw(&self, from: Seq, visit: impl FnMut(Seq, &[u8]) -> Result<bool>) -> Result<()> {
+        scan_log(&self.db, from, visit)
     }
 
     /// Up to `limit` events of one run with sequence number `>= from`, in order.
@@ -610,7 +590,7 @@ impl Log {
             .db
             .get_pinned_cf(cf, keys::meta(keys::META_DEPLOYMENT, name.as_bytes()))?
         {
-            Some(v) => Ok(Some(decode_u32(&v, "deployment id")?)),
+            Some(v) => Ok(Some(u32::from_be_bytes(fixed(&v, "deployment id")?))),
             None => Ok(None),
         }
     }
@@ -629,7 +609,7 @@ impl Log {
             }
             out.push((
                 String::from_utf8_lossy(&k[1..]).into_owned(),
-                decode_u32(&v, "deployment id")?,
+                u32::from_be_bytes(fixed(&v, "deployment id")?),
             ));
         }
         Ok(out)
@@ -644,7 +624,7 @@ impl Log {
         let cf = self.cf(cf::META);
         let next_key = keys::meta(keys::META_NEXT_DEPLOYMENT, b"");
         let id = match self.db.get_pinned_cf(cf, &next_key)? {
-            Some(v) => decode_u32(&v, "next deployment id")?,
+            Some(v) => u32::from_be_bytes(fixed(&v, "next deployment id")?),
             None => 1,
         };
         let mut batch = WriteBatch::default();
@@ -834,15 +814,8 @@ fn index_runs_as_stretches(db: &DB, wo: &WriteOptions) -> Result<()> {
     db.write_opt(clear, wo)?;
     let mut stretches = Stretches::default();
     let mut batch = WriteBatch::default();
-    let mut it = db.raw_iterator_cf(db.cf_handle(cf::LOG).expect("created at open"));
-    it.seek_to_first();
-    while let (Some(k), Some(v)) = (it.key(), it.value()) {
-        let seq = keys::log_seq(k).ok_or_else(|| Error::Corrupt {
-            location: format!("log key {}", hex::encode(k)),
-            reason: "not a log key".into(),
-        })?;
-        let ev = codec::decode_event(v, || format!("log seq {seq}"))?;
-        let envelope = &ev.envelope;
+    scan_log(db, 0, |seq, v| {
+        let envelope = codec::decode_envelope(v, || format!("log seq {seq}"))?;
         stretches.add(
             &mut batch,
             index,
@@ -853,11 +826,30 @@ fn index_runs_as_stretches(db: &DB, wo: &WriteOptions) -> Result<()> {
         if batch.len() >= 65_536 {
             db.write(std::mem::take(&mut batch))?;
         }
+        Ok(true)
+    })?;
+    stretches.finish(&mut batch, index);
+    db.write_opt(batch, wo)?;
+    Ok(())
+}
+
+/// Visit the raw log entries with seq `>= from`, in order, while `visit` says true.
+fn scan_log(db: &DB, from: Seq, mut visit: impl FnMut(Seq, &[u8]) -> Result<bool>) -> Result<()> {
+    let mut ro = ReadOptions::default();
+    ro.set_iterate_upper_bound(vec![keys::LOG + 1]);
+    let mut it = db.raw_iterator_cf_opt(db.cf_handle(cf::LOG).expect("created at open"), ro);
+    it.seek(keys::log(from));
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        let seq = keys::log_seq(k).ok_or_else(|| Error::Corrupt {
+            location: format!("log key {}", hex::encode(k)),
+            reason: "not a log key".into(),
+        })?;
+        if !visit(seq, v)? {
+            return Ok(());
+        }
         it.next();
     }
     it.status()?;
-    stretches.finish(&mut batch, index);
-    db.write_opt(batch, wo)?;
     Ok(())
 }
 
@@ -866,7 +858,7 @@ fn index_runs_as_stretches(db: &DB, wo: &WriteOptions) -> Result<()> {
 fn reindex(db: &DB, last: Seq) -> Result<()> {
     let index = db.cf_handle(cf::INDEX).expect("created at open");
     let through = match db.get_cf(index, keys::dedupe_watermark())? {
-        Some(v) => decode_u64(&v, "dedupe watermark")?,
+        Some(v) => u64::from_be_bytes(fixed(&v, "dedupe watermark")?),
         None => 0,
     };
     if through >= last {
@@ -878,13 +870,7 @@ fn reindex(db: &DB, last: Seq) -> Result<()> {
         "re-indexing the event ids of the log's tail"
     );
     let mut batch = WriteBatch::default();
-    let mut it = db.raw_iterator_cf(db.cf_handle(cf::LOG).expect("created at open"));
-    it.seek(keys::log(through + 1));
-    while let (Some(k), Some(v)) = (it.key(), it.value()) {
-        let seq = keys::log_seq(k).ok_or_else(|| Error::Corrupt {
-            location: format!("log key {}", hex::encode(k)),
-            reason: "not a log key".into(),
-        })?;
+    scan_log(db, through + 1, |seq, v| {
         let envelope = codec::decode_envelope(v, || format!("log seq {seq}"))?;
         let entry = DedupeEntry {
             seq,
@@ -899,9 +885,8 @@ fn reindex(db: &DB, last: Seq) -> Result<()> {
             batch.put_cf(index, keys::dedupe_watermark(), seq.to_be_bytes());
             db.write(std::mem::take(&mut batch))?;
         }
-        it.next();
-    }
-    it.status()?;
+        Ok(true)
+    })?;
     batch.put_cf(index, keys::dedupe_watermark(), last.to_be_bytes());
     db.write(batch)?;
     Ok(())
@@ -1026,22 +1011,13 @@ impl Stretches {
     }
 }
 
-fn decode_u64(v: &[u8], what: &str) -> Result<u64> {
-    v.try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| Error::Corrupt {
-            location: what.into(),
-            reason: format!("expected 8 bytes, found {}", v.len()),
-        })
-}
-
-fn decode_u32(v: &[u8], what: &str) -> Result<u32> {
-    v.try_into()
-        .map(u32::from_be_bytes)
-        .map_err(|_| Error::Corrupt {
-            location: what.into(),
-            reason: format!("expected 4 bytes, found {}", v.len()),
-        })
+/// A fixed-width value (the big-endian integers of the meta and index rows), or
+/// [`Error::Corrupt`] naming `what`.
+fn fixed<const N: usize>(v: &[u8], what: &str) -> Result<[u8; N]> {
+    v.try_into().map_err(|_| Error::Corrupt {
+        location: what.into(),
+        reason: format!("expected {N} bytes, found {}", v.len()),
+    })
 }
 
 fn last_seq(db: &DB) -> Result<Seq> {
