@@ -29,7 +29,7 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
 
 /// Postcard output appended to a `Vec` a slice at a time (postcard's `to_extend` goes byte
 /// by byte through `Extend`: encoding took 12% longer that way).
-pub(crate) struct VecFlavor(pub Vec<u8>);
+struct VecFlavor(Vec<u8>);
 
 impl postcard::ser_flavors::Flavor for VecFlavor {
     type Output = Vec<u8>;

@@ -1146,15 +1146,13 @@ fn spawn_committer(
                         // The events are durable: their dedupe entries can follow, off the
                         // appenders' path. The writer sees them in its pending tables until
                         // `done` is sent.
-                        match c.dedupe.is_empty() {
-                            true => true,
-                            false => match db.write_opt(c.dedupe, &no_wal) {
-                                Ok(()) => true,
-                                Err(e) => {
-                                    tracing::error!(error = %e, "dedupe index write failed; refusing further writes");
-                                    false
-                                }
-                            },
+                        if c.dedupe.is_empty() {
+                            true
+                        } else if let Err(e) = db.write_opt(c.dedupe, &no_wal) {
+                            tracing::error!(error = %e, "dedupe index write failed; refusing further writes");
+                            false
+                        } else {
+                            true
                         }
                     }
                     Err(e) => {
