@@ -10,6 +10,7 @@
 //! loadgen --url http://127.0.0.1:7878 --token-file data/admin-token --agents 4 --batch 500 --events 1000000
 //! ```
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,7 +59,8 @@ struct Args {
     seed: u64,
 }
 
-/// Generates one agent's stream.
+/// Generates one agent's stream, each event written straight as JSON text: the agents
+/// share the machine with the server, so they should cost it as little as they can.
 struct Stream {
     agent: usize,
     prefix: String,
@@ -67,7 +69,9 @@ struct Stream {
     step: u32,
     steps_in_run: u32,
     rng: rand::rngs::StdRng,
-    queue: Vec<Value>,
+    queue: std::collections::VecDeque<String>,
+    /// The table schema every materialization carries (the same each time).
+    schema: String,
 }
 
 const TYPES: [&str; 3] = ["bigint", "varchar", "timestamp"];
@@ -92,13 +96,22 @@ impl Stream {
             step: 0,
             steps_in_run: 0,
             rng: rand::rngs::StdRng::seed_from_u64(seed + agent as u64),
-            queue: Vec::new(),
+            queue: std::collections::VecDeque::new(),
+            schema: schema(10).to_string(),
         }
     }
 
-    fn id(&mut self) -> String {
+    /// Start an event: `{"id":"…","type":"…","timestamp":…` (the caller adds the rest and
+    /// the closing brace).
+    fn begin(&mut self, event_type: &str, ts: f64) -> String {
         self.n += 1;
-        format!("{}-a{}-{}", self.prefix, self.agent, self.n)
+        let mut e = String::with_capacity(256);
+        let _ = write!(
+            e,
+            r#"{{"id":"{}-a{}-{}","type":"{event_type}","timestamp":{ts}"#,
+            self.prefix, self.agent, self.n
+        );
+        e
     }
 
     fn now() -> f64 {
@@ -112,11 +125,13 @@ impl Stream {
         format!("{}-a{}-run{}", self.prefix, self.agent, self.run)
     }
 
-    fn asset(&self, step: u32) -> Value {
-        json!([
-            "warehouse",
-            format!("agent{}_table{}", self.agent, step % 50)
-        ])
+    /// The partition the current run materializes.
+    fn partition(&self) -> String {
+        format!("2026-{:02}-{:02}", 1 + self.run % 12, 1 + self.run % 28)
+    }
+
+    fn asset(&self, step: u32) -> String {
+        format!(r#"["warehouse","agent{}_table{}"]"#, self.agent, step % 50)
     }
 
     /// Refill the queue with the events of one step (or a run boundary).
@@ -124,74 +139,88 @@ impl Stream {
         let ts = Self::now();
         if self.n == 0 {
             let assets: Vec<Value> = (0..50)
-                .map(|i| json!({"asset_key": self.asset(i), "deps": if i > 0 { vec![self.asset(i - 1)] } else { vec![] },
-                                 "group_name": "warehouse", "kinds": ["snowflake"],
-                                 "partitions": {"type": "time_window", "start": "2024-01-01"}}))
+                .map(|i| {
+                    let key = |s: u32| -> Value {
+                        serde_json::from_str(&self.asset(s)).expect("asset key json")
+                    };
+                    json!({"asset_key": key(i), "deps": if i > 0 { vec![key(i - 1)] } else { vec![] },
+                           "group_name": "warehouse", "kinds": ["snowflake"],
+                           "partitions": {"type": "time_window", "start": "2024-01-01"}})
+                })
                 .collect();
-            let id = self.id();
-            self.queue
-                .push(json!({"id": id, "type": "DEFINITIONS", "timestamp": ts,
-                "code_location": format!("agent{}", self.agent), "assets": assets}));
+            let mut e = self.begin("DEFINITIONS", ts);
+            let _ = write!(
+                e,
+                r#","code_location":"agent{}","assets":{}}}"#,
+                self.agent,
+                Value::Array(assets)
+            );
+            self.queue.push_back(e);
         }
         if self.step == 0 {
             self.run += 1;
             self.steps_in_run = self.rng.gen_range(3..12);
             let run = self.run_id();
-            let partition = format!("2026-{:02}-{:02}", 1 + self.run % 12, 1 + self.run % 28);
+            let partition = self.partition();
             if self.run.is_multiple_of(50) {
-                let id = self.id();
-                self.queue.push(json!({"id": id, "type": "BACKFILL_CREATED", "timestamp": ts,
-                    "backfill_id": format!("bf-{}-{}", self.agent, self.run), "partition_names": [partition.clone()]}));
+                let mut e = self.begin("BACKFILL_CREATED", ts);
+                let _ = write!(
+                    e,
+                    r#","backfill_id":"bf-{}-{}","partition_names":["{partition}"]}}"#,
+                    self.agent, self.run
+                );
+                self.queue.push_back(e);
             }
             for t in ["RUN_STARTING", "RUN_START"] {
-                let id = self.id();
-                self.queue.push(json!({"id": id, "type": t, "timestamp": ts, "run_id": run,
-                                       "job_name": "daily", "tags": {"dagster/partition": partition}}));
+                let mut e = self.begin(t, ts);
+                let _ = write!(
+                    e,
+                    r#","run_id":"{run}","job_name":"daily","tags":{{"dagster/partition":"{partition}"}}}}"#
+                );
+                self.queue.push_back(e);
             }
         }
+        let partition = self.partition();
         let run = self.run_id();
         let step = self.step;
-        let key = format!("step_{step}");
         let asset = self.asset(step);
-        let partition = format!("2026-{:02}-{:02}", 1 + self.run % 12, 1 + self.run % 28);
         let rows: u64 = self.rng.gen_range(1000..1_000_000);
-        let push = |s: &mut Stream, v: Value| {
-            let mut v = v;
-            v["id"] = json!(s.id());
-            s.queue.push(v);
-        };
-        push(
-            self,
-            json!({"type": "STEP_START", "timestamp": ts, "run_id": run, "step_key": key}),
+        let mut e = self.begin("STEP_START", ts);
+        let _ = write!(e, r#","run_id":"{run}","step_key":"step_{step}"}}"#);
+        self.queue.push_back(e);
+        let mut e = self.begin("ASSET_MATERIALIZATION_PLANNED", ts);
+        let _ = write!(
+            e,
+            r#","run_id":"{run}","asset_key":{asset},"partition":"{partition}"}}"#
         );
-        push(
-            self,
-            json!({"type": "ASSET_MATERIALIZATION_PLANNED", "timestamp": ts, "run_id": run, "asset_key": asset, "partition": partition}),
+        self.queue.push_back(e);
+        let mut e = self.begin("LOG_MESSAGE", ts);
+        let _ = write!(
+            e,
+            r#","run_id":"{run}","step_key":"step_{step}","level":"INFO","message":"loaded {rows} rows"}}"#
         );
-        push(
-            self,
-            json!({"type": "LOG_MESSAGE", "timestamp": ts, "run_id": run, "step_key": key, "level": "INFO", "message": format!("loaded {rows} rows")}),
+        self.queue.push_back(e);
+        let mut e = self.begin("ASSET_MATERIALIZATION", ts);
+        let _ = write!(
+            e,
+            r#","run_id":"{run}","step_key":"step_{step}","asset_key":{asset},"partition":"{partition}","metadata":{{"dagster/row_count":{rows},"dagster/partition_row_count":{},"dagster/column_schema":{},"dagster/table_name":"db.warehouse.t{step}","duration_s":1.5,"dagster/uri":"s3://lake/t"}},"tags":{{"dagster/data_version":"{rows:x}"}}}}"#,
+            rows / 10,
+            self.schema
         );
-        push(
-            self,
-            json!({"type": "ASSET_MATERIALIZATION", "timestamp": ts, "run_id": run, "step_key": key,
-            "asset_key": asset, "partition": partition,
-            "metadata": {"dagster/row_count": rows, "dagster/partition_row_count": rows / 10,
-                         "dagster/column_schema": schema(10), "dagster/table_name": format!("db.warehouse.t{step}"),
-                         "duration_s": 1.5, "dagster/uri": "s3://lake/t"},
-            "tags": {"dagster/data_version": format!("{rows:x}")}}),
-        );
+        self.queue.push_back(e);
         let passed = self.rng.gen_bool(0.9);
-        push(
-            self,
-            json!({"type": "ASSET_CHECK_EVALUATION", "timestamp": ts, "run_id": run, "step_key": key,
-            "asset_key": asset, "check_name": "row_count_positive", "passed": passed, "partition": partition,
-            "metadata": {"rows": rows}}),
+        let mut e = self.begin("ASSET_CHECK_EVALUATION", ts);
+        let _ = write!(
+            e,
+            r#","run_id":"{run}","step_key":"step_{step}","asset_key":{asset},"check_name":"row_count_positive","passed":{passed},"partition":"{partition}","metadata":{{"rows":{rows}}}}}"#
         );
-        push(
-            self,
-            json!({"type": "STEP_SUCCESS", "timestamp": ts, "run_id": run, "step_key": key, "duration_ms": 1500.0}),
+        self.queue.push_back(e);
+        let mut e = self.begin("STEP_SUCCESS", ts);
+        let _ = write!(
+            e,
+            r#","run_id":"{run}","step_key":"step_{step}","duration_ms":1500.0}}"#
         );
+        self.queue.push_back(e);
         self.step += 1;
         if self.step >= self.steps_in_run {
             self.step = 0;
@@ -200,15 +229,27 @@ impl Stream {
             } else {
                 "RUN_FAILURE"
             };
-            push(self, json!({"type": t, "timestamp": ts, "run_id": run}));
+            let mut e = self.begin(t, ts);
+            let _ = write!(e, r#","run_id":"{run}"}}"#);
+            self.queue.push_back(e);
         }
     }
 
-    fn next_batch(&mut self, size: usize) -> Vec<Value> {
+    /// The next `size` events as one JSON array.
+    fn next_batch(&mut self, size: usize) -> Vec<u8> {
         while self.queue.len() < size {
             self.refill();
         }
-        self.queue.drain(..size).collect()
+        let mut body = Vec::with_capacity(size * 400);
+        body.push(b'[');
+        for (i, e) in self.queue.drain(..size).enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(e.as_bytes());
+        }
+        body.push(b']');
+        body
     }
 }
 
@@ -274,11 +315,7 @@ async fn main() -> anyhow::Result<()> {
                             if want == 0 {
                                 break;
                             }
-                            let events = stream.next_batch(want);
-                            (
-                                Bytes::from(serde_json::to_vec(&events).expect("json")),
-                                false,
-                            )
+                            (Bytes::from(stream.next_batch(want)), false)
                         }
                     },
                 };
