@@ -115,7 +115,6 @@ pub fn validate_event(
     let Value::Object(map) = value else {
         return err(path, Problem::Expected("a JSON object"));
     };
-    let unknown_payload = map.clone();
     let mut f = Fields::new(path.to_string(), map, limits);
     let event_id = f.req_str("id")?;
     if event_id.is_empty() {
@@ -149,17 +148,10 @@ pub fn validate_event(
             )
         }
         TypeName::New(name) => {
-            let mut payload = unknown_payload;
-            for k in [
-                "id",
-                "timestamp",
-                "run_id",
-                "step_key",
-                "job_name",
-                "message",
-            ] {
-                payload.remove(k);
-            }
+            // The payload is every field but the envelope's (the type stays in it). The map
+            // is ordered by key, so putting the type back restores the original object.
+            let mut payload = std::mem::take(&mut f.map);
+            payload.insert("type".into(), Value::String(type_name));
             let body = EventBody::Unknown(UnknownEvent {
                 type_name: name,
                 payload_json: Value::Object(payload).to_string(),
@@ -494,10 +486,11 @@ impl<'l> Fields<'l> {
         Ok(())
     }
 
-    fn check_len(&self, path: &str, s: &str) -> Result<()> {
+    /// Is `s` within the string limit? The path is built only for the error.
+    fn check_len(&self, path: impl FnOnce() -> String, s: &str) -> Result<()> {
         if s.len() > self.limits.max_string_bytes {
             return err(
-                path,
+                path(),
                 Problem::TooLong {
                     actual: s.len(),
                     limit: self.limits.max_string_bytes,
@@ -511,7 +504,7 @@ impl<'l> Fields<'l> {
         match self.take(key) {
             None => Ok(None),
             Some(Value::String(s)) => {
-                self.check_len(&self.at(key), &s)?;
+                self.check_len(|| self.at(key), &s)?;
                 Ok(Some(s))
             }
             Some(_) => err(self.at(key), Problem::Expected("a string")),
@@ -638,7 +631,6 @@ impl<'l> Fields<'l> {
     }
 
     fn str_list(&mut self, key: &'static str) -> Result<Vec<String>> {
-        let path = self.at(key);
         match self.take(key) {
             None => Ok(Vec::new()),
             Some(Value::Array(a)) => a
@@ -646,24 +638,26 @@ impl<'l> Fields<'l> {
                 .enumerate()
                 .map(|(i, v)| match v {
                     Value::String(s) => {
-                        self.check_len(&format!("{path}[{i}]"), &s)?;
+                        self.check_len(|| format!("{}[{i}]", self.at(key)), &s)?;
                         Ok(s)
                     }
-                    _ => err(format!("{path}[{i}]"), Problem::Expected("a string")),
+                    _ => err(
+                        format!("{}[{i}]", self.at(key)),
+                        Problem::Expected("a string"),
+                    ),
                 })
                 .collect(),
-            Some(_) => err(path, Problem::Expected("an array of strings")),
+            Some(_) => err(self.at(key), Problem::Expected("an array of strings")),
         }
     }
 
     fn tags(&mut self, key: &'static str) -> Result<Vec<(String, String)>> {
-        let path = self.at(key);
         match self.take(key) {
             None => Ok(Vec::new()),
             Some(Value::Object(o)) => {
                 if o.len() > self.limits.max_metadata_entries {
                     return err(
-                        path,
+                        self.at(key),
                         Problem::TooManyEntries {
                             actual: o.len(),
                             limit: self.limits.max_metadata_entries,
@@ -673,60 +667,64 @@ impl<'l> Fields<'l> {
                 o.into_iter()
                     .map(|(k, v)| match v {
                         Value::String(s) => {
-                            self.check_len(&format!("{path}[{k:?}]"), &s)?;
+                            self.check_len(|| format!("{}[{k:?}]", self.at(key)), &s)?;
                             Ok((k, s))
                         }
-                        _ => err(format!("{path}[{k:?}]"), Problem::Expected("a string")),
+                        _ => err(
+                            format!("{}[{k:?}]", self.at(key)),
+                            Problem::Expected("a string"),
+                        ),
                     })
                     .collect()
             }
-            Some(_) => err(path, Problem::Expected("an object of string values")),
+            Some(_) => err(
+                self.at(key),
+                Problem::Expected("an object of string values"),
+            ),
         }
     }
 
     fn req_asset_key(&mut self, key: &'static str) -> Result<AssetKey> {
-        let path = self.at(key);
         match self.take(key) {
-            None => err(path, Problem::Missing),
-            Some(v) => parse_asset_key(&v, &path, self.limits),
+            None => err(self.at(key), Problem::Missing),
+            Some(v) => parse_asset_key(v, || self.at(key), self.limits),
         }
     }
 
     fn asset_key_list(&mut self, key: &'static str) -> Result<Vec<AssetKey>> {
-        let path = self.at(key);
-        match self.take(key) {
-            None => Ok(Vec::new()),
-            Some(Value::Array(a)) => a
-                .iter()
-                .enumerate()
-                .map(|(i, v)| parse_asset_key(v, &format!("{path}[{i}]"), self.limits))
-                .collect(),
-            Some(_) => err(path, Problem::Expected("an array of asset keys")),
-        }
-    }
-
-    fn opt_obj(&mut self, key: &'static str) -> Result<Option<Fields<'l>>> {
-        let path = self.at(key);
-        match self.take(key) {
-            None => Ok(None),
-            Some(Value::Object(o)) => Ok(Some(Fields::new(path, o, self.limits))),
-            Some(_) => err(path, Problem::Expected("an object")),
-        }
-    }
-
-    fn obj_list(&mut self, key: &'static str) -> Result<Vec<Fields<'l>>> {
-        let path = self.at(key);
         match self.take(key) {
             None => Ok(Vec::new()),
             Some(Value::Array(a)) => a
                 .into_iter()
                 .enumerate()
-                .map(|(i, v)| match v {
-                    Value::Object(o) => Ok(Fields::new(format!("{path}[{i}]"), o, self.limits)),
-                    _ => err(format!("{path}[{i}]"), Problem::Expected("an object")),
-                })
+                .map(|(i, v)| parse_asset_key(v, || format!("{}[{i}]", self.at(key)), self.limits))
                 .collect(),
-            Some(_) => err(path, Problem::Expected("an array of objects")),
+            Some(_) => err(self.at(key), Problem::Expected("an array of asset keys")),
+        }
+    }
+
+    fn opt_obj(&mut self, key: &'static str) -> Result<Option<Fields<'l>>> {
+        match self.take(key) {
+            None => Ok(None),
+            Some(Value::Object(o)) => Ok(Some(Fields::new(self.at(key), o, self.limits))),
+            Some(_) => err(self.at(key), Problem::Expected("an object")),
+        }
+    }
+
+    fn obj_list(&mut self, key: &'static str) -> Result<Vec<Fields<'l>>> {
+        match self.take(key) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(a)) => {
+                let path = self.at(key);
+                a.into_iter()
+                    .enumerate()
+                    .map(|(i, v)| match v {
+                        Value::Object(o) => Ok(Fields::new(format!("{path}[{i}]"), o, self.limits)),
+                        _ => err(format!("{path}[{i}]"), Problem::Expected("an object")),
+                    })
+                    .collect()
+            }
+            Some(_) => err(self.at(key), Problem::Expected("an array of objects")),
         }
     }
 
@@ -754,10 +752,10 @@ impl<'l> Fields<'l> {
     }
 
     fn metadata(&mut self, key: &'static str) -> Result<Metadata> {
-        let path = self.at(key);
         match self.take(key) {
             None => Ok(Metadata::default()),
             Some(Value::Object(o)) => {
+                let path = self.at(key);
                 if o.len() > self.limits.max_metadata_entries {
                     return err(
                         path,
@@ -769,42 +767,46 @@ impl<'l> Fields<'l> {
                 }
                 let mut entries = Vec::with_capacity(o.len());
                 for (label, v) in o {
-                    let p = format!("{path}[{label:?}]");
-                    self.check_len(&p, &label)?;
-                    let value = parse_metadata_value(v, &p, self.limits)?;
-                    check_reserved(&label, &value, &p)?;
+                    let p = || format!("{path}[{label:?}]");
+                    self.check_len(p, &label)?;
+                    let value = parse_metadata_value(v, p, self.limits)?;
+                    check_reserved(&label, &value, p)?;
                     entries.push(MetadataEntry { label, value });
                 }
                 Ok(Metadata(entries))
             }
-            Some(_) => err(path, Problem::Expected("an object of metadata values")),
+            Some(_) => err(
+                self.at(key),
+                Problem::Expected("an object of metadata values"),
+            ),
         }
     }
 }
 
-fn parse_asset_key(v: &Value, path: &str, limits: &Limits) -> Result<AssetKey> {
+/// An asset key at the path `path()` (built only for an error).
+fn parse_asset_key(v: Value, path: impl Fn() -> String, limits: &Limits) -> Result<AssetKey> {
     let parts: Vec<String> = match v {
         Value::String(s) => s.split('/').map(str::to_string).collect(),
         Value::Array(a) => {
             let mut parts = Vec::with_capacity(a.len());
-            for (i, p) in a.iter().enumerate() {
+            for (i, p) in a.into_iter().enumerate() {
                 match p {
-                    Value::String(s) => parts.push(s.clone()),
-                    _ => return err(format!("{path}[{i}]"), Problem::Expected("a string")),
+                    Value::String(s) => parts.push(s),
+                    _ => return err(format!("{}[{i}]", path()), Problem::Expected("a string")),
                 }
             }
             parts
         }
         _ => {
             return err(
-                path,
+                path(),
                 Problem::Expected("an asset key: an array of strings or \"a/b/c\""),
             )
         }
     };
     if parts.is_empty() || parts.iter().any(|p| p.is_empty() || p.contains('\0')) {
         return err(
-            path,
+            path(),
             Problem::Invalid(
                 "an asset key needs at least one component, each non-empty and without NUL".into(),
             ),
@@ -813,7 +815,7 @@ fn parse_asset_key(v: &Value, path: &str, limits: &Limits) -> Result<AssetKey> {
     let total: usize = parts.iter().map(|p| p.len() + 1).sum();
     if total > limits.max_id_bytes * 4 {
         return err(
-            path,
+            path(),
             Problem::TooLong {
                 actual: total,
                 limit: limits.max_id_bytes * 4,
@@ -872,12 +874,12 @@ fn parse_partitions_def(mut p: Fields<'_>) -> Result<PartitionsDefinition> {
 }
 
 /// The reserved `dagster/*` keys must hold the kind they are defined with.
-fn check_reserved(label: &str, value: &MetadataValue, path: &str) -> Result<()> {
+fn check_reserved(label: &str, value: &MetadataValue, path: impl FnOnce() -> String) -> Result<()> {
     let ok = match label {
         keys::ROW_COUNT | keys::PARTITION_ROW_COUNT => {
             return match value {
                 MetadataValue::Int(Some(n)) if *n >= 0 => Ok(()),
-                _ => err(path, Problem::Expected("a non-negative integer")),
+                _ => err(path(), Problem::Expected("a non-negative integer")),
             }
         }
         keys::COLUMN_SCHEMA => matches!(value, MetadataValue::TableSchema(_)),
@@ -898,18 +900,24 @@ fn check_reserved(label: &str, value: &MetadataValue, path: &str) -> Result<()> 
             keys::CODE_REFERENCES => "a code_references value",
             _ => "a string",
         };
-        err(path, Problem::Expected(expected))
+        err(path(), Problem::Expected(expected))
     }
 }
 
 /// Parse one metadata value. Shorthands: a JSON string is text, an integer is int, another
 /// number is float, a boolean is bool, null is null, an array is json. An object must name
 /// its kind: `{"type": "table_schema", ...}`.
-pub fn parse_metadata_value(v: Value, path: &str, limits: &Limits) -> Result<MetadataValue> {
+///
+/// `path()` is where the value sits, built only when needed (an error, or a nested object).
+pub fn parse_metadata_value(
+    v: Value,
+    path: impl Fn() -> String,
+    limits: &Limits,
+) -> Result<MetadataValue> {
     let len_ok = |s: &str| -> Result<()> {
         if s.len() > limits.max_string_bytes {
             return err(
-                path,
+                path(),
                 Problem::TooLong {
                     actual: s.len(),
                     limit: limits.max_string_bytes,
@@ -932,7 +940,7 @@ pub fn parse_metadata_value(v: Value, path: &str, limits: &Limits) -> Result<Met
             Ok(MetadataValue::Json(text))
         }
         Value::Object(o) => {
-            let mut f = Fields::new(path.to_string(), o, limits);
+            let mut f = Fields::new(path(), o, limits);
             let kind = f.req_str("type")?;
             let value = match kind.as_str() {
                 "text" => MetadataValue::Text(f.req_str("value")?),
@@ -1034,7 +1042,7 @@ pub fn parse_metadata_value(v: Value, path: &str, limits: &Limits) -> Result<Met
                 }
                 other => {
                     return err(
-                        format!("{path}.type"),
+                        format!("{}.type", path()),
                         Problem::Invalid(format!(
                             "unknown metadata kind {other:?} (one of text, url, path, notebook, \
                              json, markdown, python_artifact, float, int, bool, timestamp, run, \

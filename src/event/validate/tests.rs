@@ -150,14 +150,21 @@ fn legacy_pipeline_names_and_numeric_timestamps_are_accepted() {
 
 #[test]
 fn new_types_are_kept_raw() {
-    let ev =
-        one(json!({"id": "n", "type": "SOMETHING_NEW", "timestamp": 1, "x": {"y": 1}})).unwrap();
+    let ev = one(
+        json!({"id": "n", "type": "SOMETHING_NEW", "timestamp": 1, "run_id": "r",
+                        "message": null, "x": {"y": 1}, "a": [true]}),
+    )
+    .unwrap();
     let EventBody::Unknown(u) = &ev.body else {
         panic!("not raw")
     };
     assert_eq!(u.type_name, "SOMETHING_NEW");
-    let payload: Value = serde_json::from_str(&u.payload_json).unwrap();
-    assert_eq!(payload["x"]["y"], 1);
+    assert_eq!(ev.envelope.run_id.as_deref(), Some("r"));
+    // Everything but the envelope's fields, the type included, as the stored text.
+    assert_eq!(
+        u.payload_json,
+        r#"{"a":[true],"type":"SOMETHING_NEW","x":{"y":1}}"#
+    );
 }
 
 #[test]
