@@ -13,7 +13,7 @@ use std::io::Read;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::Json;
@@ -36,7 +36,7 @@ pub struct IngestReply {
 }
 
 /// Read the body within `limit` bytes, decompressing gzip if the client says so.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, Error> {
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Error> {
     let too_large = |actual| Error::TooLarge {
         what: "the request body".into(),
         actual,
@@ -60,7 +60,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
         .map(|v| v.to_str().unwrap_or("?").to_ascii_lowercase())
         .as_deref()
     {
-        None | Some("identity") => Ok(raw.to_vec()),
+        None | Some("identity") => Ok(raw),
         Some("gzip") => {
             // Decompress at most limit + 1 bytes: a gzip bomb stops here.
             let mut out = Vec::with_capacity(raw.len() * 4);
@@ -76,7 +76,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
                     limit_value: limit,
                 });
             }
-            Ok(out)
+            Ok(out.into())
         }
         Some(other) => Err(Error::BadRequest(format!(
             "unsupported Content-Encoding {other:?} (use gzip or none)"

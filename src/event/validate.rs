@@ -8,7 +8,9 @@
 //! (a typo such as `partiton` would otherwise lose data silently) except inside `tags`,
 //! `metadata` and events of a type assetlog does not know yet, which are stored as raw.
 
-use serde_json::{Map, Value};
+mod value;
+
+pub use value::{Map, Value};
 
 use super::metadata::{keys, CodeReference, ColumnDep, ColumnLineage, TableColumn, TableSchema};
 use super::types::TypeName;
@@ -80,8 +82,8 @@ fn err<T>(path: impl Into<String>, problem: Problem) -> Result<T> {
 ///
 /// Event ids must be unique within the batch (a batch that repeats an id is a client bug,
 /// unlike a re-sent batch, which the log deduplicates).
-pub fn validate_batch(
-    values: Vec<Value>,
+pub fn validate_batch<V: Into<Value>>(
+    values: Vec<V>,
     deployment: DeploymentId,
     limits: &Limits,
 ) -> Result<Vec<Event>> {
@@ -106,11 +108,12 @@ pub fn validate_batch(
 
 /// Validate one event object found at `path`.
 pub fn validate_event(
-    value: Value,
+    value: impl Into<Value>,
     path: &str,
     deployment: DeploymentId,
     limits: &Limits,
 ) -> Result<Event> {
+    let value = value.into();
     check_depth(&value, path, limits.max_depth)?;
     let Value::Object(map) = value else {
         return err(path, Problem::Expected("a JSON object"));
@@ -444,13 +447,13 @@ pub fn parse_timestamp(v: &Value) -> std::result::Result<i64, &'static str> {
 /// whatever is left.
 struct Fields<'l> {
     path: String,
-    map: Map<String, Value>,
+    map: Map,
     taken: Vec<&'static str>,
     limits: &'l Limits,
 }
 
 impl<'l> Fields<'l> {
-    fn new(path: String, map: Map<String, Value>, limits: &'l Limits) -> Self {
+    fn new(path: String, map: Map, limits: &'l Limits) -> Self {
         Fields {
             path,
             map,
@@ -1058,7 +1061,7 @@ pub fn parse_metadata_value(
     }
 }
 
-fn number_value(n: &serde_json::Number) -> MetadataValue {
+fn number_value(n: &value::Number) -> MetadataValue {
     if let Some(i) = n.as_i64() {
         MetadataValue::Int(Some(i))
     } else if n.is_u64() {
@@ -1140,7 +1143,7 @@ fn parse_lineage(f: &mut Fields<'_>) -> Result<ColumnLineage> {
 fn parse_code_refs(f: &mut Fields<'_>) -> Result<Vec<CodeReference>> {
     let mut out = Vec::new();
     for mut r in f.obj_list("code_references")? {
-        let reference = if r.map.contains_key("url") {
+        let reference = if r.map.get("url").is_some() {
             CodeReference::Url {
                 url: r.req_str("url")?,
                 label: r.opt_str("label")?,

@@ -1,5 +1,5 @@
 use super::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn one(v: Value) -> std::result::Result<Event, String> {
     validate_batch(vec![v], 1, &Limits::default())
