@@ -5,11 +5,12 @@
 //! per object was a third of the ingest endpoint's CPU. Semantics match serde_json's map:
 //! fields iterate in key order, and a key repeated in the text keeps its last value.
 //! Numbers are serde_json's own [`Number`], and the text form ([`Value`]'s `Display`) is
-//! byte for byte what serde_json writes for the same tree.
+//! byte for byte what serde_json writes for the same tree. Keys that are field names of the
+//! format are not allocated (see [`Key`]).
 
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 pub use serde_json::Number;
 
@@ -25,16 +26,147 @@ pub enum Value {
     Object(Map),
 }
 
+/// An object key. The field names of the ingest format come back as static strings, so a
+/// parsed event allocates nothing for them; any other key (a metadata label, a tag) is owned.
+#[derive(Debug, Clone)]
+pub enum Key {
+    Known(&'static str),
+    Other(String),
+}
+
+impl Key {
+    fn new(s: &str) -> Key {
+        match known(s) {
+            Some(k) => Key::Known(k),
+            None => Key::Other(s.to_owned()),
+        }
+    }
+
+    fn from_string(s: String) -> Key {
+        match known(&s) {
+            Some(k) => Key::Known(k),
+            None => Key::Other(s),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Key::Known(k) => k,
+            Key::Other(k) => k,
+        }
+    }
+}
+
+impl From<Key> for String {
+    fn from(k: Key) -> String {
+        match k {
+            Key::Known(k) => k.to_owned(),
+            Key::Other(k) => k,
+        }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+/// The field names validation reads (a name missing here is merely allocated).
+fn known(s: &str) -> Option<&'static str> {
+    Some(match s {
+        "additional_deps" => "additional_deps",
+        "asset_key" => "asset_key",
+        "asset_selection" => "asset_selection",
+        "assets" => "assets",
+        "automation_condition" => "automation_condition",
+        "backfill_id" => "backfill_id",
+        "backfill_job_name" => "backfill_job_name",
+        "blocking" => "blocking",
+        "cause" => "cause",
+        "check_name" => "check_name",
+        "checks" => "checks",
+        "cls_name" => "cls_name",
+        "code_location" => "code_location",
+        "code_references" => "code_references",
+        "code_version" => "code_version",
+        "column_name" => "column_name",
+        "columns" => "columns",
+        "constraints" => "constraints",
+        "cron_schedule" => "cron_schedule",
+        "data" => "data",
+        "deps" => "deps",
+        "deps_by_column" => "deps_by_column",
+        "description" => "description",
+        "dimensions" => "dimensions",
+        "duration_ms" => "duration_ms",
+        "end" => "end",
+        "error" => "error",
+        "error_source" => "error_source",
+        "failure_reason" => "failure_reason",
+        "file_path" => "file_path",
+        "fmt" => "fmt",
+        "from_failure" => "from_failure",
+        "group_name" => "group_name",
+        "id" => "id",
+        "is_source" => "is_source",
+        "job_name" => "job_name",
+        "job_names" => "job_names",
+        "keys" => "keys",
+        "kinds" => "kinds",
+        "label" => "label",
+        "level" => "level",
+        "line_number" => "line_number",
+        "location_name" => "location_name",
+        "message" => "message",
+        "metadata" => "metadata",
+        "module" => "module",
+        "name" => "name",
+        "nullable" => "nullable",
+        "other" => "other",
+        "owners" => "owners",
+        "partition" => "partition",
+        "partition_keys" => "partition_keys",
+        "partition_names" => "partition_names",
+        "partitions" => "partitions",
+        "passed" => "passed",
+        "pool" => "pool",
+        "reason" => "reason",
+        "records" => "records",
+        "repository_name" => "repository_name",
+        "run_id" => "run_id",
+        "schema" => "schema",
+        "seconds_to_wait" => "seconds_to_wait",
+        "severity" => "severity",
+        "stack" => "stack",
+        "start" => "start",
+        "status" => "status",
+        "step_key" => "step_key",
+        "storage_id" => "storage_id",
+        "tags" => "tags",
+        "target_materialization" => "target_materialization",
+        "timestamp" => "timestamp",
+        "timezone" => "timezone",
+        "title" => "title",
+        "type" => "type",
+        "unique" => "unique",
+        "url" => "url",
+        "value" => "value",
+        "version" => "version",
+        _ => return None,
+    })
+}
+
 /// A JSON object: fields sorted by key, each key once.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Map(Vec<(String, Value)>);
+pub struct Map(Vec<(Key, Value)>);
 
 impl Map {
     /// The object of `fields` in document order: sorted, and the last of a repeated key kept.
-    fn from_fields(mut fields: Vec<(String, Value)>) -> Map {
-        if !fields.windows(2).all(|w| w[0].0 < w[1].0) {
+    fn from_fields(mut fields: Vec<(Key, Value)>) -> Map {
+        if !fields.windows(2).all(|w| w[0].0.as_str() < w[1].0.as_str()) {
             // Stable: equal keys stay in document order, so the last one is the later one.
-            fields.sort_by(|a, b| a.0.cmp(&b.0));
+            fields.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
             fields.dedup_by(|later, earlier| {
                 if later.0 == earlier.0 {
                     std::mem::swap(&mut later.1, &mut earlier.1);
@@ -72,14 +204,14 @@ impl Map {
         match self.find(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
             Err(i) => {
-                self.0.insert(i, (key, value));
+                self.0.insert(i, (Key::from_string(key), value));
                 None
             }
         }
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
-        self.0.iter().map(|(k, _)| k)
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(k, _)| k.as_str())
     }
 
     pub fn values(&self) -> impl Iterator<Item = &Value> {
@@ -89,10 +221,11 @@ impl Map {
 
 impl IntoIterator for Map {
     type Item = (String, Value);
-    type IntoIter = std::vec::IntoIter<(String, Value)>;
+    type IntoIter =
+        std::iter::Map<std::vec::IntoIter<(Key, Value)>, fn((Key, Value)) -> (String, Value)>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        self.0.into_iter().map(|(k, v)| (k.into(), v))
     }
 }
 
@@ -105,9 +238,10 @@ impl From<serde_json::Value> for Value {
             serde_json::Value::String(s) => Value::String(s),
             serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
             // serde_json's map is already sorted and unique.
-            serde_json::Value::Object(o) => {
-                Value::Object(Map(o.into_iter().map(|(k, v)| (k, v.into())).collect()))
-            }
+            serde_json::Value::Object(o) => Value::Object(Map(o
+                .into_iter()
+                .map(|(k, v)| (Key::from_string(k), v.into()))
+                .collect())),
         }
     }
 }
@@ -173,10 +307,37 @@ impl<'de> Visitor<'de> for ValueVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8).min(4096));
-        while let Some(entry) = map.next_entry::<String, Value>()? {
-            fields.push(entry);
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            fields.push((key, map.next_value()?));
         }
         Ok(Value::Object(Map::from_fields(fields)))
+    }
+}
+
+/// Reads an object key without allocating it when it is a known field name.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Key;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Key, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Key;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Key, E> {
+        Ok(Key::new(s))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Key, E> {
+        Ok(Key::from_string(s))
     }
 }
 
@@ -191,7 +352,7 @@ impl Serialize for Value {
             Value::Object(m) => {
                 let mut out = s.serialize_map(Some(m.len()))?;
                 for (k, v) in &m.0 {
-                    out.serialize_entry(k, v)?;
+                    out.serialize_entry(k.as_str(), v)?;
                 }
                 out.end()
             }
