@@ -84,7 +84,14 @@ pub struct LogOptions {
     /// Requests that may wait for the writer; beyond this `try_append` says
     /// [`Error::QueueFull`].
     pub queue_capacity: usize,
-    /// Most events the writer puts into one group commit.
+    /// Most events the writer puts into one group commit (a request is never split: one
+    /// larger than this is a group of its own).
+    ///
+    /// Small groups keep the pipeline full: while one group is written, the next is staged,
+    /// and the appenders answered first send again meanwhile. Larger ones only save fsyncs,
+    /// which cost less than staging the events they cover: with four HTTP agents sending
+    /// 500 events each, a 20,000-event limit let every group gather all four requests and
+    /// the stages run in turn (86,000-94,000 events/s), where 500 reaches 114,000-120,000.
     pub max_group_events: usize,
 }
 
@@ -93,7 +100,7 @@ impl Default for LogOptions {
         LogOptions {
             sync: true,
             queue_capacity: 1024,
-            max_group_events: 20_000,
+            max_group_events: 500,
         }
     }
 }
