@@ -258,6 +258,8 @@ impl Log {
             prev_pending: Pending::default(),
             spare_pending: Pending::default(),
             prev_overlay: Overlay::new(),
+            #[cfg(test)]
+            gate: commit_gate.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("assetlog-writer".into())
@@ -285,9 +287,17 @@ impl Log {
     /// in hand, then writes it only after a message (or hang-up) on the second.
     #[cfg(test)]
     pub(crate) fn hold_commits(&self) -> (Receiver<()>, SyncSender<()>) {
+        self.hold_committer(CommitPoint::Write)
+    }
+
+    /// Tests only: hold the committer at `point` of every group, as [`Log::hold_commits`].
+    #[cfg(test)]
+    pub(crate) fn hold_committer(&self, point: CommitPoint) -> (Receiver<()>, SyncSender<()>) {
         let (arrived_tx, arrived) = sync_channel(16);
         let (go, go_rx) = sync_channel(16);
-        *self.commit_gate.lock().unwrap_or_else(|p| p.into_inner()) = Some((arrived_tx, go_rx));
+        *self.commit_gate[point as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some((arrived_tx, go_rx));
         (arrived, go)
     }
 
@@ -1085,6 +1095,8 @@ struct Writer {
     /// until it is in RocksDB.
     prev_pending: Pending,
     prev_overlay: Overlay,
+    #[cfg(test)]
+    gate: CommitGate,
     /// An empty `Pending` with room, for the next group.
     spare_pending: Pending,
 }
@@ -1112,7 +1124,31 @@ struct Commit {
 /// Tests only: once set, the committer says when it has a group in hand and waits for a
 /// go before writing it (see `Log::hold_commits`).
 #[cfg(test)]
-type CommitGate = Arc<Mutex<Option<(SyncSender<()>, Receiver<()>)>>>;
+type CommitGate = Arc<[Mutex<Option<(SyncSender<()>, Receiver<()>)>>; 3]>;
+
+/// Tests only: where the committer (or the writer) can be held (see `Log::hold_committer`).
+#[cfg(test)]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum CommitPoint {
+    /// The committer has a group in hand, not yet written.
+    Write = 0,
+    /// The committer has written and answered a group, its dedupe entries not yet written.
+    Dedupe = 1,
+    /// The writer has staged a group and waits for the one in flight to be written.
+    Settle = 2,
+}
+
+#[cfg(test)]
+fn pass_gate(gate: &CommitGate, point: CommitPoint) {
+    if let Some((arrived, go)) = gate[point as usize]
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
+        let _ = arrived.send(());
+        let _ = go.recv();
+    }
+}
 
 /// The committer thread: writes each staged group, advances the tail, answers.
 fn spawn_committer(
@@ -1131,11 +1167,7 @@ fn spawn_committer(
             no_wal.disable_wal(true);
             for c in rx {
                 #[cfg(test)]
-                if let Some((arrived, go)) = gate.lock().unwrap_or_else(|p| p.into_inner()).as_ref()
-                {
-                    let _ = arrived.send(());
-                    let _ = go.recv();
-                }
+                pass_gate(&gate, CommitPoint::Write);
                 let written = if c.batch.is_empty() {
                     Ok(())
                 } else {
@@ -1153,6 +1185,8 @@ fn spawn_committer(
                         // The events are durable: their dedupe entries can follow, off the
                         // appenders' path. The writer sees them in its pending tables until
                         // `done` is sent.
+                        #[cfg(test)]
+                        pass_gate(&gate, CommitPoint::Dedupe);
                         if c.dedupe.is_empty() {
                             true
                         } else if let Err(e) = db.write_opt(c.dedupe, &no_wal) {
@@ -1334,6 +1368,10 @@ impl Writer {
     /// Wait until the group handed to the committer is written; false if its write failed
     /// (the writer is then poisoned).
     fn settle(&mut self) -> bool {
+        #[cfg(test)]
+        if self.inflight.is_some() {
+            pass_gate(&self.gate, CommitPoint::Settle);
+        }
         if let Some(done) = self.inflight.take() {
             if !done.recv().unwrap_or(false) {
                 self.poisoned = true;

@@ -697,15 +697,16 @@ fn a_group_in_flight_is_seen_by_the_next_one() {
     });
     // The first group is staged and handed to the committer, which holds it unwritten.
     arrived.recv().unwrap();
+    let (settling, _) = log.hold_committer(CommitPoint::Settle);
     let again = std::thread::spawn({
         let log = log.clone();
         move || log.append_blocking(batch()).unwrap()
     });
-    // Once the writer has taken the re-send, it stages it before it waits for the first
-    // group, which is not written before the go below (and then only after its fsync).
-    while log.queued() > 0 {
-        std::thread::yield_now();
-    }
+    // The writer stages the re-send, then waits for the first group, which is not written
+    // before the go below (and then only after its fsync).
+    settling
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the writer staged the re-send");
     go.send(()).unwrap();
     arrived.recv().unwrap();
     drop(go);
@@ -718,5 +719,76 @@ fn a_group_in_flight_is_seen_by_the_next_one() {
         again.iter().map(|a| a.seq).collect::<Vec<_>>()
     );
     assert_eq!(log.last_seq(), 5);
+    assert!(log.verify(|_| {}).unwrap().problems.is_empty());
+}
+
+/// Between a group's reply and its dedupe entries' write, the index does not know its ids
+/// yet: a re-send in that window must still come back as duplicates with the original seqs
+/// (the writer dedupes against its table of the unwritten entries), and nothing is stored
+/// twice.
+#[test]
+fn a_resend_before_the_dedupe_write_is_a_duplicate() {
+    use std::time::Duration;
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(open(dir.path()));
+    let (arrived, go) = log.hold_committer(CommitPoint::Dedupe);
+    let batch = || {
+        (0..5)
+            .map(|i| sample::materialization(1, format!("w{i}"), "r", i, None, 100 + i as i64))
+            .collect::<Vec<_>>()
+    };
+    let (first_tx, first_rx) = std::sync::mpsc::channel();
+    std::thread::spawn({
+        let log = log.clone();
+        move || first_tx.send(log.append_blocking(batch()).unwrap())
+    });
+    arrived
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the committer reached the dedupe write");
+    // The appender has its answer although the dedupe entries are not written.
+    let first = first_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the reply comes before the dedupe write");
+    let index = log.cf(cf::INDEX);
+    for i in 0..5 {
+        let key = keys::dedupe(1, &format!("w{i}"));
+        assert_eq!(
+            log.db.get_cf(index, key).unwrap(),
+            None,
+            "w{i} already indexed"
+        );
+    }
+    // The writer says when it has staged a group and waits for the one in flight (it is
+    // not held there).
+    let (settling, _) = log.hold_committer(CommitPoint::Settle);
+    let (again_tx, again_rx) = std::sync::mpsc::channel();
+    std::thread::spawn({
+        let log = log.clone();
+        move || again_tx.send(log.append_blocking(batch()).unwrap())
+    });
+    // The re-send is staged against the unwritten entries; its group then waits for this
+    // one's dedupe write, which goes on only now.
+    settling
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the writer staged the re-send");
+    go.send(()).unwrap();
+    drop(go);
+    let again = again_rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the re-send is answered");
+    assert!(first.iter().all(|a| !a.duplicate));
+    assert!(again.iter().all(|a| a.duplicate), "{again:?}");
+    assert_eq!(
+        first.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        again.iter().map(|a| a.seq).collect::<Vec<_>>()
+    );
+    assert_eq!(log.last_seq(), 5);
+    for i in 0..5 {
+        let key = keys::dedupe(1, &format!("w{i}"));
+        assert!(
+            log.db.get_cf(index, key).unwrap().is_some(),
+            "w{i} not indexed"
+        );
+    }
     assert!(log.verify(|_| {}).unwrap().problems.is_empty());
 }
