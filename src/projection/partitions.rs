@@ -93,6 +93,27 @@ fn failed_group(reason: &str) -> bool {
     )
 }
 
+/// What a planned partition's run says, as [`resolve`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Failed,
+    /// Not finished yet.
+    Going,
+    /// Finished otherwise, or no record of the run.
+    Other,
+}
+
+/// The outcome of a run with `status` (`None`: no record). A run whose status changes
+/// within one outcome changes no partition, so [`on_run_status`] is needed only when this
+/// changes.
+pub fn run_outcome(status: Option<super::runs::RunStatus>) -> RunOutcome {
+    match status {
+        Some(super::runs::RunStatus::Failure) => RunOutcome::Failed,
+        Some(st) if !st.is_finished() => RunOutcome::Going,
+        _ => RunOutcome::Other,
+    }
+}
+
 fn resolve(rows: &impl Rows, dep: DeploymentId, s: &PartitionState) -> Result<PartitionStatus> {
     let visible = |r: &EventRef| s.wiped_at_us.is_none_or(|w| r.timestamp_us > w);
     let mat = s.latest_materialization.as_ref().filter(|m| visible(m));
@@ -106,12 +127,10 @@ fn resolve(rows: &impl Rows, dep: DeploymentId, s: &PartitionState) -> Result<Pa
                         Some(r) => super::runs::get(rows, dep, r)?,
                         None => None,
                     };
-                    match run.map(|r| r.status) {
-                        Some(super::runs::RunStatus::Failure) => {
-                            return Ok(PartitionStatus::Failed)
-                        }
-                        Some(st) if !st.is_finished() => return Ok(PartitionStatus::InProgress),
-                        _ => {}
+                    match run_outcome(run.map(|r| r.status)) {
+                        RunOutcome::Failed => return Ok(PartitionStatus::Failed),
+                        RunOutcome::Going => return Ok(PartitionStatus::InProgress),
+                        RunOutcome::Other => {}
                     }
                 }
             }

@@ -163,11 +163,15 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
     };
     let dep = ev.envelope.deployment;
     let ts = ev.envelope.timestamp_us;
-    let old: Option<RunRecord> = get(txn, dep, run_id)?;
+    let rk = run_key(dep, run_id);
+    let old: Option<RunRecord> = txn.get_hot_as(&rk)?;
+    // Only run events change tags (and with them the backfill id).
+    let run_event = matches!(ev.body, EventBody::Run(_));
     // What the index rows depend on, before the change (the record itself is not copied).
-    let before = old
-        .as_ref()
-        .map(|o| (o.status, o.created_us, o.backfill_id().map(str::to_string)));
+    let before = old.as_ref().map(|o| {
+        let backfill = run_event.then(|| o.backfill_id().map(str::to_string));
+        (o.status, o.created_us, backfill.flatten())
+    });
     let mut r = old.unwrap_or_else(|| RunRecord {
         run_id: run_id.to_string(),
         status: RunStatus::NotStarted,
@@ -296,7 +300,9 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
             txn.delete(time_key(dep, *created, run_id));
         }
     }
-    if before.as_ref().and_then(|b| b.2.as_deref()) != r.backfill_id() {
+    if (run_event || before.is_none())
+        && before.as_ref().and_then(|b| b.2.as_deref()) != r.backfill_id()
+    {
         if let Some(b) = r.backfill_id() {
             txn.put(
                 K::new(keys::BACKFILL_RUNS, dep).str(b).str(run_id).build(),
@@ -310,8 +316,9 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
     if created_changed {
         txn.put(time_key(dep, r.created_us, run_id), Vec::new());
     }
-    txn.put(run_key(dep, run_id), enc(&r));
-    if status_changed {
+    txn.put(rk, enc(&r));
+    let outcome = super::partitions::run_outcome;
+    if outcome(before.map(|b| b.0)) != outcome(Some(r.status)) {
         // Partitions planned by this run resolve differently now.
         super::partitions::on_run_status(txn, dep, run_id)?;
     }
