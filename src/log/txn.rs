@@ -118,36 +118,47 @@ impl<'a> Txn<'a> {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.with(key, |v| v.map(<[u8]>::to_vec))
+    }
+
+    /// [`Txn::get`], handing `read` the row's bytes where they lie instead of a copy.
+    pub fn with<R>(&self, key: &[u8], read: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
         if let Some(v) = self.staged(key) {
-            return Ok(v.clone());
+            return Ok(read(v.as_deref()));
         }
         if let Some(memo) = self.memo {
             if let Some(v) = memo.borrow().hot.get(key) {
-                return Ok(v.clone());
+                return Ok(read(v.as_deref()));
             }
         }
-        Ok(self.db.get_cf(self.cf, key)?)
+        Ok(read(self.db.get_pinned_cf(self.cf, key)?.as_deref()))
     }
 
     /// [`Txn::get`] for a row that is read and rewritten often: its committed value is
     /// remembered in the memo (and kept current as groups are written).
     pub fn get_hot(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.with_hot(key, |v| v.map(<[u8]>::to_vec))
+    }
+
+    /// [`Txn::get_hot`], handing `read` the row's bytes where they lie instead of a copy.
+    pub fn with_hot<R>(&self, key: &[u8], read: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
         if let Some(v) = self.staged(key) {
-            return Ok(v.clone());
+            return Ok(read(v.as_deref()));
         }
         let Some(memo) = self.memo else {
-            return Ok(self.db.get_cf(self.cf, key)?);
+            return Ok(read(self.db.get_pinned_cf(self.cf, key)?.as_deref()));
         };
         if let Some(v) = memo.borrow().hot.get(key) {
-            return Ok(v.clone());
+            return Ok(read(v.as_deref()));
         }
         let found = self.db.get_cf(self.cf, key)?;
+        let out = read(found.as_deref());
         let mut memo = memo.borrow_mut();
         if memo.hot.len() >= Memo::HOT_CAPACITY {
             memo.hot.clear();
         }
-        memo.hot.insert(key.to_vec(), found.clone());
-        Ok(found)
+        memo.hot.insert(key.to_vec(), found);
+        Ok(out)
     }
 
     /// Write `entry` for `key`, remembering what the overlay had (moved out, not copied).

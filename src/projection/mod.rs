@@ -222,6 +222,16 @@ impl Rows for Txn<'_> {
         Txn::get_hot(self, key)
     }
 
+    // The typed reads decode the row where it lies (overlay, memo or RocksDB's block), with
+    // no copy of its bytes first.
+    fn get_as<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        Txn::with(self, key, |v| v.map(dec).transpose())?
+    }
+
+    fn get_hot_as<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        Txn::with_hot(self, key, |v| v.map(dec).transpose())?
+    }
+
     fn scan(
         &self,
         lo: &[u8],
