@@ -1121,8 +1121,8 @@ struct Commit {
     done: SyncSender<bool>,
 }
 
-/// Tests only: once set, the committer says when it has a group in hand and waits for a
-/// go before writing it (see `Log::hold_commits`).
+/// Tests only: one gate per [`CommitPoint`]. Once set, the thread that reaches the point
+/// says so and waits for a go (see `Log::hold_committer`).
 #[cfg(test)]
 type CommitGate = Arc<[Mutex<Option<(SyncSender<()>, Receiver<()>)>>; 3]>;
 

@@ -737,11 +737,18 @@ fn a_resend_before_the_dedupe_write_is_a_duplicate() {
             .map(|i| sample::materialization(1, format!("w{i}"), "r", i, None, 100 + i as i64))
             .collect::<Vec<_>>()
     };
-    let (first_tx, first_rx) = std::sync::mpsc::channel();
-    std::thread::spawn({
+    // Appends the batch on a thread of its own; the answer comes on the channel.
+    let send = |log: &Arc<Log>| {
+        let (tx, rx) = std::sync::mpsc::channel();
         let log = log.clone();
-        move || first_tx.send(log.append_blocking(batch()).unwrap())
-    });
+        std::thread::spawn(move || tx.send(log.append_blocking(batch()).unwrap()));
+        rx
+    };
+    let indexed = |i: usize| {
+        let key = keys::dedupe(1, &format!("w{i}"));
+        log.db.get_cf(log.cf(cf::INDEX), key).unwrap().is_some()
+    };
+    let first_rx = send(&log);
     arrived
         .recv_timeout(Duration::from_secs(30))
         .expect("the committer reached the dedupe write");
@@ -749,23 +756,11 @@ fn a_resend_before_the_dedupe_write_is_a_duplicate() {
     let first = first_rx
         .recv_timeout(Duration::from_secs(30))
         .expect("the reply comes before the dedupe write");
-    let index = log.cf(cf::INDEX);
-    for i in 0..5 {
-        let key = keys::dedupe(1, &format!("w{i}"));
-        assert_eq!(
-            log.db.get_cf(index, key).unwrap(),
-            None,
-            "w{i} already indexed"
-        );
-    }
+    assert!(!(0..5).any(indexed), "an id is indexed already");
     // The writer says when it has staged a group and waits for the one in flight (it is
     // not held there).
     let (settling, _) = log.hold_committer(CommitPoint::Settle);
-    let (again_tx, again_rx) = std::sync::mpsc::channel();
-    std::thread::spawn({
-        let log = log.clone();
-        move || again_tx.send(log.append_blocking(batch()).unwrap())
-    });
+    let again_rx = send(&log);
     // The re-send is staged against the unwritten entries; its group then waits for this
     // one's dedupe write, which goes on only now.
     settling
@@ -783,12 +778,6 @@ fn a_resend_before_the_dedupe_write_is_a_duplicate() {
         again.iter().map(|a| a.seq).collect::<Vec<_>>()
     );
     assert_eq!(log.last_seq(), 5);
-    for i in 0..5 {
-        let key = keys::dedupe(1, &format!("w{i}"));
-        assert!(
-            log.db.get_cf(index, key).unwrap().is_some(),
-            "w{i} not indexed"
-        );
-    }
+    assert!((0..5).all(indexed), "an id is not indexed");
     assert!(log.verify(|_| {}).unwrap().problems.is_empty());
 }

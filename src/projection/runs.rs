@@ -300,9 +300,8 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
             txn.delete(time_key(dep, *created, run_id));
         }
     }
-    if (run_event || before.is_none())
-        && before.as_ref().and_then(|b| b.2.as_deref()) != r.backfill_id()
-    {
+    // A record that other events create has no tags, so no backfill id either.
+    if run_event && before.as_ref().and_then(|b| b.2.as_deref()) != r.backfill_id() {
         if let Some(b) = r.backfill_id() {
             txn.put(
                 K::new(keys::BACKFILL_RUNS, dep).str(b).str(run_id).build(),
