@@ -1,8 +1,9 @@
 //! The JSON tree that validation takes apart: `serde_json::Value`'s shape, but an object
 //! is a `Vec` of fields sorted by key instead of a `BTreeMap`.
 //!
-//! Validation reads every field of every event once, so building and dismantling a B-tree
-//! per object was a third of the ingest endpoint's CPU. Semantics match serde_json's map:
+//! Validation reads every field of every event once: building a B-tree per object, then
+//! removing its fields one by one, was much of the ~40% of the ingest server's CPU that
+//! parsing and validating took (see `BENCHMARKS.md`, session 7). Semantics match serde_json's map:
 //! fields iterate in key order, and a key repeated in the text keeps its last value.
 //! Numbers are serde_json's own [`Number`], and the text form ([`Value`]'s `Display`) is
 //! byte for byte what serde_json writes for the same tree. Keys that are field names of the
