@@ -203,16 +203,32 @@ impl Stream {
         let mut e = self.begin("ASSET_MATERIALIZATION", ts);
         let _ = write!(
             e,
-            r#","run_id":"{run}","step_key":"step_{step}","asset_key":{asset},"partition":"{partition}","metadata":{{"dagster/row_count":{rows},"dagster/partition_row_count":{},"dagster/column_schema":{},"dagster/table_name":"db.warehouse.t{step}","duration_s":1.5,"dagster/uri":"s3://lake/t"}},"tags":{{"dagster/data_version":"{rows:x}"}}}}"#,
-            rows / 10,
+            r#","run_id":"{run}","step_key":"step_{step}","asset_key":{asset},"partition":"{partition}""#
+        );
+        let _ = write!(
+            e,
+            r#","metadata":{{"dagster/row_count":{rows},"dagster/partition_row_count":{},"#,
+            rows / 10
+        );
+        let _ = write!(
+            e,
+            r#""dagster/column_schema":{},"dagster/table_name":"db.warehouse.t{step}","#,
             self.schema
+        );
+        let _ = write!(
+            e,
+            r#""duration_s":1.5,"dagster/uri":"s3://lake/t"}},"tags":{{"dagster/data_version":"{rows:x}"}}}}"#
         );
         self.queue.push_back(e);
         let passed = self.rng.gen_bool(0.9);
         let mut e = self.begin("ASSET_CHECK_EVALUATION", ts);
         let _ = write!(
             e,
-            r#","run_id":"{run}","step_key":"step_{step}","asset_key":{asset},"check_name":"row_count_positive","passed":{passed},"partition":"{partition}","metadata":{{"rows":{rows}}}}}"#
+            r#","run_id":"{run}","step_key":"step_{step}","asset_key":{asset},"partition":"{partition}""#
+        );
+        let _ = write!(
+            e,
+            r#","check_name":"row_count_positive","passed":{passed},"metadata":{{"rows":{rows}}}}}"#
         );
         self.queue.push_back(e);
         let mut e = self.begin("STEP_SUCCESS", ts);
