@@ -52,6 +52,10 @@ async fn loadgen_stream_is_accepted_and_counted() {
             "no {kind} event in the loadgen stream"
         );
     }
+    let defs = events.iter().find(|e| e["type"] == "DEFINITIONS").unwrap();
+    let assets = defs["assets"].as_array().unwrap();
+    assert_eq!(assets.len(), 50, "{defs}");
+    assert_eq!(assets[1]["deps"][0], assets[0]["asset_key"], "{defs}");
     let mat = events
         .iter()
         .find(|e| e["type"] == "ASSET_MATERIALIZATION")

@@ -123,15 +123,7 @@ impl<'a> Txn<'a> {
 
     /// [`Txn::get`], handing `read` the row's bytes where they lie instead of a copy.
     pub fn with<R>(&self, key: &[u8], read: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
-        if let Some(v) = self.staged(key) {
-            return Ok(read(v.as_deref()));
-        }
-        if let Some(memo) = self.memo {
-            if let Some(v) = memo.borrow().hot.get(key) {
-                return Ok(read(v.as_deref()));
-            }
-        }
-        Ok(read(self.db.get_pinned_cf(self.cf, key)?.as_deref()))
+        self.read_row(key, false, read)
     }
 
     /// [`Txn::get`] for a row that is read and rewritten often: its committed value is
@@ -142,23 +134,36 @@ impl<'a> Txn<'a> {
 
     /// [`Txn::get_hot`], handing `read` the row's bytes where they lie instead of a copy.
     pub fn with_hot<R>(&self, key: &[u8], read: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
+        self.read_row(key, true, read)
+    }
+
+    /// The row at `key` for `read`: from the overlays, else the memo's hot rows, else
+    /// RocksDB (and then remembered among the hot rows if `hot`).
+    fn read_row<R>(
+        &self,
+        key: &[u8],
+        hot: bool,
+        read: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R> {
         if let Some(v) = self.staged(key) {
             return Ok(read(v.as_deref()));
         }
-        let Some(memo) = self.memo else {
-            return Ok(read(self.db.get_pinned_cf(self.cf, key)?.as_deref()));
-        };
-        if let Some(v) = memo.borrow().hot.get(key) {
-            return Ok(read(v.as_deref()));
+        if let Some(memo) = self.memo {
+            if let Some(v) = memo.borrow().hot.get(key) {
+                return Ok(read(v.as_deref()));
+            }
+            if hot {
+                let found = self.db.get_cf(self.cf, key)?;
+                let out = read(found.as_deref());
+                let mut memo = memo.borrow_mut();
+                if memo.hot.len() >= Memo::HOT_CAPACITY {
+                    memo.hot.clear();
+                }
+                memo.hot.insert(key.to_vec(), found);
+                return Ok(out);
+            }
         }
-        let found = self.db.get_cf(self.cf, key)?;
-        let out = read(found.as_deref());
-        let mut memo = memo.borrow_mut();
-        if memo.hot.len() >= Memo::HOT_CAPACITY {
-            memo.hot.clear();
-        }
-        memo.hot.insert(key.to_vec(), found);
-        Ok(out)
+        Ok(read(self.db.get_pinned_cf(self.cf, key)?.as_deref()))
     }
 
     /// Write `entry` for `key`, remembering what the overlay had (moved out, not copied).

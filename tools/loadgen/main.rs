@@ -138,22 +138,21 @@ impl Stream {
     fn refill(&mut self) {
         let ts = Self::now();
         if self.n == 0 {
-            let assets: Vec<Value> = (0..50)
+            let assets: Vec<String> = (0..50)
                 .map(|i| {
-                    let key = |s: u32| -> Value {
-                        serde_json::from_str(&self.asset(s)).expect("asset key json")
-                    };
-                    json!({"asset_key": key(i), "deps": if i > 0 { vec![key(i - 1)] } else { vec![] },
-                           "group_name": "warehouse", "kinds": ["snowflake"],
-                           "partitions": {"type": "time_window", "start": "2024-01-01"}})
+                    let deps = if i > 0 { self.asset(i - 1) } else { String::new() };
+                    format!(
+                        r#"{{"asset_key":{},"deps":[{deps}],"group_name":"warehouse","kinds":["snowflake"],"#,
+                        self.asset(i)
+                    ) + r#""partitions":{"type":"time_window","start":"2024-01-01"}}"#
                 })
                 .collect();
             let mut e = self.begin("DEFINITIONS", ts);
             let _ = write!(
                 e,
-                r#","code_location":"agent{}","assets":{}}}"#,
+                r#","code_location":"agent{}","assets":[{}]}}"#,
                 self.agent,
-                Value::Array(assets)
+                assets.join(",")
             );
             self.queue.push_back(e);
         }

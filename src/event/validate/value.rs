@@ -73,90 +73,100 @@ impl PartialEq for Key {
     }
 }
 
-/// The field names validation reads (a name missing here is merely allocated).
-fn known(s: &str) -> Option<&'static str> {
-    Some(match s {
-        "additional_deps" => "additional_deps",
-        "asset_key" => "asset_key",
-        "asset_selection" => "asset_selection",
-        "assets" => "assets",
-        "automation_condition" => "automation_condition",
-        "backfill_id" => "backfill_id",
-        "backfill_job_name" => "backfill_job_name",
-        "blocking" => "blocking",
-        "cause" => "cause",
-        "check_name" => "check_name",
-        "checks" => "checks",
-        "cls_name" => "cls_name",
-        "code_location" => "code_location",
-        "code_references" => "code_references",
-        "code_version" => "code_version",
-        "column_name" => "column_name",
-        "columns" => "columns",
-        "constraints" => "constraints",
-        "cron_schedule" => "cron_schedule",
-        "data" => "data",
-        "deps" => "deps",
-        "deps_by_column" => "deps_by_column",
-        "description" => "description",
-        "dimensions" => "dimensions",
-        "duration_ms" => "duration_ms",
-        "end" => "end",
-        "error" => "error",
-        "error_source" => "error_source",
-        "failure_reason" => "failure_reason",
-        "file_path" => "file_path",
-        "fmt" => "fmt",
-        "from_failure" => "from_failure",
-        "group_name" => "group_name",
-        "id" => "id",
-        "is_source" => "is_source",
-        "job_name" => "job_name",
-        "job_names" => "job_names",
-        "keys" => "keys",
-        "kinds" => "kinds",
-        "label" => "label",
-        "level" => "level",
-        "line_number" => "line_number",
-        "location_name" => "location_name",
-        "message" => "message",
-        "metadata" => "metadata",
-        "module" => "module",
-        "name" => "name",
-        "nullable" => "nullable",
-        "other" => "other",
-        "owners" => "owners",
-        "partition" => "partition",
-        "partition_keys" => "partition_keys",
-        "partition_names" => "partition_names",
-        "partitions" => "partitions",
-        "passed" => "passed",
-        "pool" => "pool",
-        "reason" => "reason",
-        "records" => "records",
-        "repository_name" => "repository_name",
-        "run_id" => "run_id",
-        "schema" => "schema",
-        "seconds_to_wait" => "seconds_to_wait",
-        "severity" => "severity",
-        "stack" => "stack",
-        "start" => "start",
-        "status" => "status",
-        "step_key" => "step_key",
-        "storage_id" => "storage_id",
-        "tags" => "tags",
-        "target_materialization" => "target_materialization",
-        "timestamp" => "timestamp",
-        "timezone" => "timezone",
-        "title" => "title",
-        "type" => "type",
-        "unique" => "unique",
-        "url" => "url",
-        "value" => "value",
-        "version" => "version",
-        _ => return None,
-    })
+/// `known(s)`: `s` as a static string if it is one of the given names (a `match`, which
+/// beat a binary search over a sorted list by ~10% of the server's CPU under loadgen).
+macro_rules! known_names {
+    ($($name:literal),* $(,)?) => {
+        fn known(s: &str) -> Option<&'static str> {
+            Some(match s {
+                $($name => $name,)*
+                _ => return None,
+            })
+        }
+    };
 }
+
+// The field names validation reads (a name missing here is merely allocated).
+known_names!(
+    "additional_deps",
+    "asset_key",
+    "asset_selection",
+    "assets",
+    "automation_condition",
+    "backfill_id",
+    "backfill_job_name",
+    "blocking",
+    "cause",
+    "check_name",
+    "checks",
+    "cls_name",
+    "code_location",
+    "code_references",
+    "code_version",
+    "column_name",
+    "columns",
+    "constraints",
+    "cron_schedule",
+    "data",
+    "deps",
+    "deps_by_column",
+    "description",
+    "dimensions",
+    "duration_ms",
+    "end",
+    "error",
+    "error_source",
+    "failure_reason",
+    "file_path",
+    "fmt",
+    "from_failure",
+    "group_name",
+    "id",
+    "is_source",
+    "job_name",
+    "job_names",
+    "keys",
+    "kinds",
+    "label",
+    "level",
+    "line_number",
+    "location_name",
+    "message",
+    "metadata",
+    "module",
+    "name",
+    "nullable",
+    "other",
+    "owners",
+    "partition",
+    "partition_keys",
+    "partition_names",
+    "partitions",
+    "passed",
+    "pool",
+    "reason",
+    "records",
+    "repository_name",
+    "run_id",
+    "schema",
+    "seconds_to_wait",
+    "severity",
+    "stack",
+    "start",
+    "status",
+    "step_key",
+    "storage_id",
+    "tags",
+    "target_materialization",
+    "timestamp",
+    "timezone",
+    "title",
+    "type",
+    "unique",
+    "url",
+    "value",
+    "version",
+);
 
 /// A JSON object: fields sorted by key, each key once.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -393,6 +403,17 @@ mod tests {
         ] {
             same_as_serde_json(text);
         }
+    }
+
+    #[test]
+    fn field_names_are_not_allocated() {
+        for name in ["id", "type", "metadata", "columns", "nullable"] {
+            assert!(
+                matches!(Key::new(name), Key::Known(k) if k == name),
+                "{name}"
+            );
+        }
+        assert!(matches!(Key::new("dagster/row_count"), Key::Other(k) if k == "dagster/row_count"));
     }
 
     #[test]
