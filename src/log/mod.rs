@@ -57,7 +57,7 @@ use tokio::sync::{oneshot, watch};
 use crate::event::{DeploymentId, Event, Seq};
 use codec::DedupeEntry;
 pub use error::{Error, Result};
-pub use txn::{Memo, Overlay, Txn};
+pub use txn::{Memo, Overlay, Txn, Value};
 
 /// Derives view rows from newly stored events, inside the writer's batch. Implemented by
 /// [`crate::projection::Views`]; the log knows nothing of what the rows mean.
@@ -257,7 +257,7 @@ impl Log {
             inflight: None,
             prev_pending: Pending::default(),
             spare_pending: Pending::default(),
-            prev_overlay: Overlay::new(),
+            prev_overlay: Overlay::default(),
             #[cfg(test)]
             gate: commit_gate.clone(),
         };
@@ -540,6 +540,7 @@ impl Log {
         const CHUNK: usize = 8192;
         let views_cf = self.cf(cf::VIEWS);
         let memo = RefCell::new(Memo::default());
+        let mut prev = Overlay::default();
         // A reader thread reads and decodes the next chunks while this one projects.
         let (tx, rx) = sync_channel::<Result<Vec<(Seq, Event)>>>(2);
         std::thread::scope(|scope| {
@@ -563,12 +564,12 @@ impl Log {
                 let Some(last) = events.last().map(|(s, _)| *s) else {
                     break;
                 };
-                let mut txn = Txn::with_memo(&self.db, views_cf, &memo);
+                let mut txn = Txn::with_memo(&self.db, views_cf, &memo).over(prev);
                 for (seq, ev) in &events {
                     projector.apply(&mut txn, *seq, ev)?;
                 }
                 let mut batch = WriteBatch::default();
-                txn.write_into(&mut batch);
+                prev = txn.write_into(&mut batch);
                 // No WAL: a replay that dies half-way is simply redone (the views' version
                 // marker is written only after the flush below).
                 let mut wo = WriteOptions::default();
@@ -1410,7 +1411,7 @@ impl Writer {
         let memo = RefCell::new(std::mem::take(&mut self.memo));
         let prev_overlay = std::mem::take(&mut self.prev_overlay);
         let mut prev_pending = std::mem::take(&mut self.prev_pending);
-        let mut txn = Txn::with_memo(&db, views_cf, &memo).over(&prev_overlay);
+        let mut txn = Txn::with_memo(&db, views_cf, &memo).over(prev_overlay);
         // Sized like the last group's batch, so it rarely has to grow (and copy) on the way.
         let mut batch = WriteBatch::with_capacity_bytes(self.batch_bytes);
         let mut dedupe = WriteBatch::default();
@@ -1471,7 +1472,6 @@ impl Writer {
             );
         }
         let overlay = txn.write_into(&mut batch);
-        drop(prev_overlay);
         self.memo = memo.into_inner();
         self.batch_bytes = batch.size_in_bytes().min(MAX_BATCH_HINT);
         // The group before was settled above: this one, staged on top of it, goes next.

@@ -645,37 +645,108 @@ fn txn_rollback_restores_the_overlay_as_it_was_at_begin() {
     assert_eq!(batch.len(), 2, "only a and b reach the batch");
 }
 
+/// A record kept decoded in the overlay, stored as 8 big-endian bytes.
+#[derive(Debug, Clone, PartialEq)]
+struct Counter(u64);
+
+impl crate::log::Value for Counter {
+    fn encode(&self) -> Vec<u8> {
+        self.0.to_be_bytes().to_vec()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Counter> {
+        Ok(Counter(u64::from_be_bytes(fixed(bytes, "counter")?)))
+    }
+}
+
+fn bump(txn: &mut Txn<'_>, key: &[u8]) -> u64 {
+    txn.update(key, |c: &mut Option<Counter>| {
+        let c = c.get_or_insert(Counter(0));
+        c.0 += 1;
+        c.0
+    })
+    .unwrap()
+}
+
 #[test]
-fn memo_hot_rows_follow_committed_writes_only() {
+fn records_change_in_place_and_roll_back_per_request() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
     let db = log.db();
     let views = db.cf_handle(cf::VIEWS).unwrap();
-    db.put_cf(views, b"hot", b"1").unwrap();
+    db.put_cf(views, b"stored", 10u64.to_be_bytes()).unwrap();
+    let mut txn = Txn::new(db, views);
+    txn.begin();
+    assert_eq!(bump(&mut txn, b"stored"), 11);
+    assert_eq!(bump(&mut txn, b"new"), 1);
+    assert_eq!(bump(&mut txn, b"new"), 2);
+    // The next request changes both again, then fails: both go back to where it began.
+    txn.begin();
+    assert_eq!(bump(&mut txn, b"stored"), 12);
+    assert_eq!(bump(&mut txn, b"new"), 3);
+    assert_eq!(bump(&mut txn, b"other"), 1);
+    txn.put(b"stored".to_vec(), b"bytes".to_vec());
+    txn.rollback();
+    assert_eq!(txn.record::<Counter>(b"stored").unwrap(), Some(Counter(11)));
+    assert_eq!(txn.record::<Counter>(b"new").unwrap(), Some(Counter(2)));
+    assert_eq!(txn.record::<Counter>(b"other").unwrap(), None);
+    // Raw reads see a held record's bytes.
+    assert_eq!(txn.get(b"new").unwrap(), Some(2u64.to_be_bytes().to_vec()));
+    // Looking at an absent record, or leaving it absent, writes nothing.
+    txn.begin();
+    txn.update(b"ghost", |c: &mut Option<Counter>| assert!(c.is_none()))
+        .unwrap();
+    // Setting `None` deletes.
+    txn.update(b"stored", |c: &mut Option<Counter>| *c = None)
+        .unwrap();
+    let mut batch = WriteBatch::default();
+    txn.write_into(&mut batch);
+    assert_eq!(batch.len(), 2, "new, and the delete of stored");
+    db.write(batch).unwrap();
+    assert_eq!(db.get_cf(views, b"stored").unwrap(), None);
+    assert_eq!(
+        db.get_cf(views, b"new").unwrap(),
+        Some(2u64.to_be_bytes().to_vec())
+    );
+}
+
+#[test]
+fn memo_takes_a_group_once_the_next_one_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let db = log.db();
+    let views = db.cf_handle(cf::VIEWS).unwrap();
+    db.put_cf(views, b"hot", 1u64.to_be_bytes()).unwrap();
     let memo = std::cell::RefCell::new(Memo::default());
     let mut txn = Txn::with_memo(db, views, &memo);
-    assert_eq!(txn.get_hot(b"hot").unwrap(), Some(b"1".to_vec()));
-    assert_eq!(txn.get_hot(b"absent").unwrap(), None);
+    assert_eq!(txn.record::<Counter>(b"hot").unwrap(), Some(Counter(1)));
+    assert_eq!(txn.record::<Counter>(b"absent").unwrap(), None);
     // A request that rolls back leaves nothing behind; the next one's writes are the
     // group's.
     txn.begin();
-    txn.put(b"hot".to_vec(), b"2".to_vec());
-    txn.put(b"absent".to_vec(), b"2".to_vec());
+    bump(&mut txn, b"hot");
+    bump(&mut txn, b"absent");
     txn.rollback();
     txn.begin();
-    txn.put(b"hot".to_vec(), b"3".to_vec());
+    bump(&mut txn, b"hot");
     let mut batch = WriteBatch::default();
-    txn.write_into(&mut batch);
-    // The next group sees the written value without RocksDB (which has not got it here),
-    // and still knows the absent row is absent.
+    let group = txn.write_into(&mut batch);
+    assert_eq!(batch.len(), 1);
+    // The group is not in RocksDB here (its batch is not written): the next group reads it
+    // from the overlay it is staged on...
+    let txn = Txn::with_memo(db, views, &memo).over(group);
+    assert_eq!(txn.record::<Counter>(b"hot").unwrap(), Some(Counter(2)));
+    assert_eq!(txn.get(b"hot").unwrap(), Some(2u64.to_be_bytes().to_vec()));
+    assert_eq!(txn.record::<Counter>(b"absent").unwrap(), None);
+    // ...and, once that group is written in turn, from the memo.
+    txn.write_into(&mut WriteBatch::default());
     let txn = Txn::with_memo(db, views, &memo);
-    assert_eq!(txn.get_hot(b"hot").unwrap(), Some(b"3".to_vec()));
-    assert_eq!(txn.get(b"hot").unwrap(), Some(b"3".to_vec()));
-    assert_eq!(txn.get_hot(b"absent").unwrap(), None);
+    assert_eq!(txn.record::<Counter>(b"hot").unwrap(), Some(Counter(2)));
+    assert_eq!(txn.record::<Counter>(b"absent").unwrap(), None);
     // Without the memo, RocksDB's committed value.
     assert_eq!(
-        Txn::new(db, views).get_hot(b"hot").unwrap(),
-        Some(b"1".to_vec())
+        Txn::new(db, views).record::<Counter>(b"hot").unwrap(),
+        Some(Counter(1))
     );
 }
 

@@ -4,41 +4,176 @@
 //! earlier in the same group (not yet in RocksDB), writes stay in the overlay until the
 //! writer puts the whole group, log entries and view rows together, into one `WriteBatch`.
 //! A request that fails half-way is rolled back to the point where it began.
+//!
+//! Records that are read and rewritten by many events (a run, an asset, a step) stay
+//! decoded in the overlay ([`Txn::update`]): a group of 1,000 events of one run decodes and
+//! encodes its record once, not 1,000 times. Encoding happens in [`Txn::write_into`].
+//!
+//! Layers, first match wins: this group's overlay, the previous group's (still being
+//! written), the memo of committed rows, RocksDB.
 
+use std::any::Any;
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use rocksdb::{ColumnFamily, ReadOptions, WriteBatch, DB};
 
 use super::error::Result;
 
-/// Rows written by a group and not yet in RocksDB (`None`: deleted).
-pub type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+/// A view value that can be kept decoded in the overlay. The projections implement it for
+/// their records with the views' codec.
+pub trait Value: Clone + Send + Sized + 'static {
+    fn encode(&self) -> Vec<u8>;
+    fn decode(bytes: &[u8]) -> Result<Self>;
+}
 
-/// A key and the overlay entry it had before a write (`None`: it had none).
-type Undo = (Vec<u8>, Option<Option<Vec<u8>>>);
+/// A decoded row of some [`Value`] type (`None`: deleted).
+struct Typed<T>(Option<T>);
+
+/// [`Typed`] with its type erased, so one overlay holds records of every view.
+trait Record: Send {
+    fn encode(&self) -> Option<Vec<u8>>;
+    fn clone_box(&self) -> Box<dyn Record>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: Value> Record for Typed<T> {
+    fn encode(&self) -> Option<Vec<u8>> {
+        self.0.as_ref().map(T::encode)
+    }
+    fn clone_box(&self) -> Box<dyn Record> {
+        Box::new(Typed(self.0.clone()))
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// A view row above RocksDB.
+enum Row {
+    Bytes(Vec<u8>),
+    Deleted,
+    Record(Box<dyn Record>),
+}
+
+impl Row {
+    /// The row's stored bytes, encoded if need be, for `f`.
+    fn with_bytes<R>(&self, f: impl FnOnce(Option<&[u8]>) -> R) -> R {
+        match self {
+            Row::Bytes(v) => f(Some(v)),
+            Row::Deleted => f(None),
+            Row::Record(r) => f(r.encode().as_deref()),
+        }
+    }
+
+    /// The row as a `T` for `f`: in place if it is held decoded as one, else decoded.
+    fn with_typed<T: Value, R>(&self, f: impl FnOnce(Option<&T>) -> R) -> Result<R> {
+        match self {
+            Row::Bytes(v) => Ok(f(Some(&T::decode(v)?))),
+            Row::Deleted => Ok(f(None)),
+            Row::Record(r) => match r.as_any().downcast_ref::<Typed<T>>() {
+                Some(t) => Ok(f(t.0.as_ref())),
+                // Held as another type (never done on purpose): through its bytes.
+                None => Ok(f(r.encode().map(|v| T::decode(&v)).transpose()?.as_ref())),
+            },
+        }
+    }
+
+    fn put_into(&self, batch: &mut WriteBatch, cf: &ColumnFamily, key: &[u8]) {
+        match self {
+            Row::Bytes(v) => batch.put_cf(cf, key, v),
+            Row::Deleted => batch.delete_cf(cf, key),
+            Row::Record(r) => match r.encode() {
+                Some(v) => batch.put_cf(cf, key, v),
+                None => batch.delete_cf(cf, key),
+            },
+        }
+    }
+}
+
+/// What a key had in the overlay before the current request first wrote it.
+enum Before {
+    /// Nothing: a rollback removes the key.
+    Vacant,
+    Was(Row, u32),
+}
+
+/// An overlay entry: the row, the request (`gen`) that last wrote it, and what it was before
+/// that request (meaningful only while `gen` is the current request's).
+struct Slot {
+    row: Row,
+    gen: u32,
+    before: Before,
+}
+
+/// Rows written by a group and not yet in RocksDB: by key for lookups, and their keys in
+/// order for scans and for the batch.
+#[derive(Default)]
+pub struct Overlay {
+    rows: HashMap<Vec<u8>, Slot, ahash::RandomState>,
+    keys: BTreeSet<Vec<u8>>,
+}
+
+impl Overlay {
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.keys.clear();
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn row(&self, key: &[u8]) -> Option<&Row> {
+        self.rows.get(key).map(|s| &s.row)
+    }
+
+    /// Rows with `lo <= key < hi`, in key order.
+    fn range<'o>(&'o self, lo: &[u8], hi: &[u8]) -> impl Iterator<Item = (&'o Vec<u8>, &'o Row)> {
+        use std::ops::Bound::{Excluded, Included};
+        self.keys
+            .range::<[u8], _>((Included(lo), Excluded(hi)))
+            .map(|k| (k, &self.rows[k].row))
+    }
+}
 
 /// Committed view rows remembered across groups by their one writer, so that hot lookups
 /// skip RocksDB:
 ///
 /// - `rows`: rows that never change once written (asset ids, schemas by hash);
 /// - `hot`: the committed value (or absence) of rows read and rewritten often (asset, run
-///   and step records, partition counts), kept current by [`Txn::write_into`].
+///   and step records, partition counts), records kept decoded.
 ///
-/// Only committed values go in: rows read from RocksDB, and a group's rows as it is
-/// written. A rolled-back request's overlay never reaches the memo, and a group whose write
-/// fails poisons the writer, so no later group reads what it left. Anyone else who writes
-/// the views (a rebuild) makes the writer drop its memo first (see `Log::clear_views`).
+/// Only committed values go in: rows read from RocksDB, and a group's rows once it is
+/// written (see [`Txn::write_into`]). A rolled-back request's overlay never reaches the
+/// memo, and a group whose write fails poisons the writer, so no later group reads what it
+/// left. Anyone else who writes the views (a rebuild) makes the writer drop its memo first
+/// (see `Log::clear_views`).
 #[derive(Default)]
 pub struct Memo {
     rows: HashMap<Vec<u8>, Vec<u8>, ahash::RandomState>,
-    hot: HashMap<Vec<u8>, Option<Vec<u8>>, ahash::RandomState>,
+    hot: HashMap<Vec<u8>, Row, ahash::RandomState>,
 }
 
 impl Memo {
     /// Most rows remembered in each map; beyond it that map starts over.
     const CAPACITY: usize = 1 << 20;
     const HOT_CAPACITY: usize = 1 << 18;
+
+    fn remember_hot(&mut self, key: Vec<u8>, row: Row) {
+        if self.hot.len() >= Memo::HOT_CAPACITY {
+            self.hot.clear();
+        }
+        self.hot.insert(key, row);
+    }
 }
 
 pub struct Txn<'a> {
@@ -46,9 +181,9 @@ pub struct Txn<'a> {
     cf: &'a ColumnFamily,
     overlay: Overlay,
     /// The previous group's rows, while the committer writes them: under this overlay.
-    prev: Option<&'a Overlay>,
-    /// Previous overlay state of every key touched since [`Txn::begin`].
-    undo: Vec<Undo>,
+    prev: Overlay,
+    /// The current request, for rollback (see [`Slot`]).
+    gen: u32,
     memo: Option<&'a RefCell<Memo>>,
 }
 
@@ -57,14 +192,14 @@ impl<'a> Txn<'a> {
         Txn {
             db,
             cf,
-            overlay: Overlay::new(),
-            prev: None,
-            undo: Vec::new(),
+            overlay: Overlay::default(),
+            prev: Overlay::default(),
+            gen: 0,
             memo: None,
         }
     }
 
-    /// A txn that remembers immutable rows in `memo` (see [`Txn::get_immutable`]).
+    /// A txn that remembers committed rows in `memo` (see [`Memo`]).
     pub fn with_memo(db: &'a DB, cf: &'a ColumnFamily, memo: &'a RefCell<Memo>) -> Txn<'a> {
         Txn {
             memo: Some(memo),
@@ -72,19 +207,15 @@ impl<'a> Txn<'a> {
         }
     }
 
-    /// This txn, on top of the rows of a group still being written.
-    pub fn over(self, prev: &'a Overlay) -> Txn<'a> {
-        Txn {
-            prev: Some(prev),
-            ..self
-        }
+    /// This txn, on top of the rows of the group before, which its writer is writing (and
+    /// has written by the time this txn's [`Txn::write_into`] is called).
+    pub fn over(self, prev: Overlay) -> Txn<'a> {
+        Txn { prev, ..self }
     }
 
-    /// The row at `key` in this txn's overlays, if either has it (`Some(None)`: deleted).
-    fn staged(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
-        self.overlay
-            .get(key)
-            .or_else(|| self.prev.and_then(|p| p.get(key)))
+    /// The row at `key` in this txn's overlays, if either has it.
+    fn staged(&self, key: &[u8]) -> Option<&Row> {
+        self.overlay.row(key).or_else(|| self.prev.row(key))
     }
 
     /// [`Txn::get`] for a row that is never changed or deleted once written (the caller
@@ -95,8 +226,8 @@ impl<'a> Txn<'a> {
         if let Some(v) = self.memo.and_then(|m| m.borrow().rows.get(key).cloned()) {
             return Ok(Some(v));
         }
-        if let Some(v) = self.staged(key) {
-            return Ok(v.clone());
+        if let Some(row) = self.staged(key) {
+            return Ok(row.with_bytes(|v| v.map(<[u8]>::to_vec)));
         }
         let found = self.db.get_cf(self.cf, key)?;
         if let (Some(memo), Some(v)) = (self.memo, &found) {
@@ -123,66 +254,112 @@ impl<'a> Txn<'a> {
 
     /// [`Txn::get`], handing `read` the row's bytes where they lie instead of a copy.
     pub fn with<R>(&self, key: &[u8], read: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
-        self.read_row(key, false, read)
-    }
-
-    /// [`Txn::get`] for a row that is read and rewritten often: its committed value is
-    /// remembered in the memo (and kept current as groups are written).
-    pub fn get_hot(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.with_hot(key, |v| v.map(<[u8]>::to_vec))
-    }
-
-    /// [`Txn::get_hot`], handing `read` the row's bytes where they lie instead of a copy.
-    pub fn with_hot<R>(&self, key: &[u8], read: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
-        self.read_row(key, true, read)
-    }
-
-    /// The row at `key` for `read`: from the overlays, else the memo's hot rows, else
-    /// RocksDB (and then remembered among the hot rows if `hot`).
-    fn read_row<R>(
-        &self,
-        key: &[u8],
-        hot: bool,
-        read: impl FnOnce(Option<&[u8]>) -> R,
-    ) -> Result<R> {
-        if let Some(v) = self.staged(key) {
-            return Ok(read(v.as_deref()));
+        if let Some(row) = self.staged(key) {
+            return Ok(row.with_bytes(read));
         }
         if let Some(memo) = self.memo {
-            if let Some(v) = memo.borrow().hot.get(key) {
-                return Ok(read(v.as_deref()));
-            }
-            if hot {
-                let found = self.db.get_cf(self.cf, key)?;
-                let out = read(found.as_deref());
-                let mut memo = memo.borrow_mut();
-                if memo.hot.len() >= Memo::HOT_CAPACITY {
-                    memo.hot.clear();
-                }
-                memo.hot.insert(key.to_vec(), found);
-                return Ok(out);
+            if let Some(row) = memo.borrow().hot.get(key) {
+                return Ok(row.with_bytes(read));
             }
         }
         Ok(read(self.db.get_pinned_cf(self.cf, key)?.as_deref()))
     }
 
-    /// Write `entry` for `key`, remembering what the overlay had (moved out, not copied).
-    fn set(&mut self, key: Vec<u8>, entry: Option<Vec<u8>>) {
-        let prev = self.overlay.insert(key.clone(), entry);
-        self.undo.push((key, prev));
+    /// A record that is read and rewritten often, for `read` (decoded in place when it
+    /// is held decoded; once read from RocksDB, remembered decoded in the memo).
+    pub fn read<T: Value, R>(&self, key: &[u8], read: impl FnOnce(Option<&T>) -> R) -> Result<R> {
+        if let Some(row) = self.staged(key) {
+            return row.with_typed(read);
+        }
+        let Some(memo) = self.memo else {
+            let found = self.db.get_pinned_cf(self.cf, key)?;
+            return Ok(read(found.map(|v| T::decode(&v)).transpose()?.as_ref()));
+        };
+        if let Some(row) = memo.borrow().hot.get(key) {
+            return row.with_typed(read);
+        }
+        let found = self.db.get_pinned_cf(self.cf, key)?;
+        let value = found.map(|v| T::decode(&v)).transpose()?;
+        let out = read(value.as_ref());
+        let row = Row::Record(Box::new(Typed(value)));
+        memo.borrow_mut().remember_hot(key.to_vec(), row);
+        Ok(out)
+    }
+
+    /// A copy of the record at `key` (see [`Txn::read`]).
+    pub fn record<T: Value>(&self, key: &[u8]) -> Result<Option<T>> {
+        self.read(key, |v: Option<&T>| v.cloned())
+    }
+
+    /// Change the record at `key` in place (`None`: there is none; leave `None` to have
+    /// none, set `None` to delete). The record stays decoded until the group is written.
+    pub fn update<T: Value, R>(
+        &mut self,
+        key: &[u8],
+        change: impl FnOnce(&mut Option<T>) -> R,
+    ) -> Result<R> {
+        let gen = self.gen;
+        if let Some(slot) = self.overlay.rows.get_mut(key) {
+            if let Row::Record(r) = &mut slot.row {
+                if r.as_any().is::<Typed<T>>() {
+                    if slot.gen != gen {
+                        slot.before = Before::Was(Row::Record(r.clone_box()), slot.gen);
+                        slot.gen = gen;
+                    }
+                    let typed = r.as_any_mut().downcast_mut::<Typed<T>>().expect("checked");
+                    return Ok(change(&mut typed.0));
+                }
+            }
+        }
+        let mut value: Option<T> = self.record(key)?;
+        let existed = value.is_some();
+        let out = change(&mut value);
+        if existed || value.is_some() {
+            self.set(key.to_vec(), Row::Record(Box::new(Typed(value))));
+        }
+        Ok(out)
+    }
+
+    /// Write `row` for `key`, remembering what the overlay had if this request had not
+    /// written it yet (moved, not copied).
+    fn set(&mut self, key: Vec<u8>, row: Row) {
+        let gen = self.gen;
+        match self.overlay.rows.entry(key) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                let slot = e.get_mut();
+                let old = std::mem::replace(&mut slot.row, row);
+                if slot.gen != gen {
+                    slot.before = Before::Was(old, slot.gen);
+                    slot.gen = gen;
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                self.overlay.keys.insert(e.key().clone());
+                e.insert(Slot {
+                    row,
+                    gen,
+                    before: Before::Vacant,
+                });
+            }
+        }
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.set(key, Some(value));
+        self.set(key, Row::Bytes(value));
+    }
+
+    /// Write a record, kept decoded until the group is written (see [`Txn::update`]).
+    pub fn put_record<T: Value>(&mut self, key: Vec<u8>, value: T) {
+        self.set(key, Row::Record(Box::new(Typed(Some(value)))));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.set(key, None);
+        self.set(key, Row::Deleted);
     }
 
-    /// Every row with `lo <= key < hi`, ascending, overlay applied.
+    /// Every row with `lo <= key < hi`, ascending, overlays applied.
     pub fn scan(&self, lo: &[u8], hi: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut rows: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut rows: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
         let mut ro = ReadOptions::default();
         ro.set_iterate_upper_bound(hi.to_vec());
         let mut it = self.db.raw_iterator_cf_opt(self.cf, ro);
@@ -192,11 +369,11 @@ impl<'a> Txn<'a> {
             it.next();
         }
         it.status()?;
-        let range = lo.to_vec()..hi.to_vec();
-        for layer in self.prev.into_iter().chain([&self.overlay]) {
-            for (k, v) in layer.range(range.clone()) {
-                match v {
-                    Some(v) => rows.insert(k.clone(), v.clone()),
+        // RocksDB has every group before `prev` (the memo holds nothing newer).
+        for layer in [&self.prev, &self.overlay] {
+            for (k, row) in layer.range(lo, hi) {
+                match row.with_bytes(|v| v.map(<[u8]>::to_vec)) {
+                    Some(v) => rows.insert(k.clone(), v),
                     None => rows.remove(k),
                 };
             }
@@ -206,39 +383,60 @@ impl<'a> Txn<'a> {
 
     /// Start a request: what follows can be rolled back alone.
     pub fn begin(&mut self) {
-        self.undo.clear();
+        self.gen += 1;
     }
 
     /// Undo every write since [`Txn::begin`].
     pub fn rollback(&mut self) {
-        while let Some((k, prev)) = self.undo.pop() {
-            match prev {
-                Some(v) => self.overlay.insert(k, v),
-                None => self.overlay.remove(&k),
-            };
-        }
+        let gen = self.gen;
+        let keys = &mut self.overlay.keys;
+        self.overlay.rows.retain(|k, slot| {
+            if slot.gen != gen {
+                return true;
+            }
+            match std::mem::replace(&mut slot.before, Before::Vacant) {
+                Before::Vacant => {
+                    keys.remove(k);
+                    false
+                }
+                Before::Was(row, g) => {
+                    slot.row = row;
+                    slot.gen = g;
+                    true
+                }
+            }
+        });
     }
 
     pub fn is_empty(&self) -> bool {
         self.overlay.is_empty()
     }
 
-    /// Put the overlay into `batch` and hand it back (the next group reads it until the
-    /// batch is written). The memo's hot rows take their new values: the caller writes the
-    /// batch next, and stops writing altogether if that fails.
+    /// Put the overlay into `batch`, sorted (the memtable inserts sorted keys faster), and
+    /// hand it back: the next group reads it until the batch is written. The group before,
+    /// written by now, moves into the memo: its records (decoded) and its new values of
+    /// rows the memo already holds.
     pub fn write_into(self, batch: &mut WriteBatch) -> Overlay {
-        let mut memo = self.memo.map(RefCell::borrow_mut);
-        for (k, v) in &self.overlay {
-            match v {
-                Some(v) => batch.put_cf(self.cf, k, v),
-                None => batch.delete_cf(self.cf, k),
-            }
-            if let Some(memo) = memo.as_mut() {
-                if let Some(hot) = memo.hot.get_mut(k) {
-                    hot.clone_from(v);
+        let Txn {
+            cf,
+            overlay,
+            prev,
+            memo,
+            ..
+        } = self;
+        if let Some(memo) = memo {
+            let mut memo = memo.borrow_mut();
+            for (k, slot) in prev.rows {
+                if matches!(slot.row, Row::Record(_)) {
+                    memo.remember_hot(k, slot.row);
+                } else if let Some(hot) = memo.hot.get_mut(&k) {
+                    *hot = slot.row;
                 }
             }
         }
-        self.overlay
+        for k in &overlay.keys {
+            overlay.rows[k].row.put_into(batch, cf, k);
+        }
+        overlay
     }
 }

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, K};
-use super::{enc, intern, later, EventRef, Result, Rows};
+use super::{intern, later, EventRef, Result, Rows};
 use crate::event::{AssetDefinition, AssetKey, DeploymentId, Event, EventBody, Seq};
 use crate::log::Txn;
 
@@ -89,8 +89,8 @@ pub fn get_or_create(
     Ok(get(txn, dep, id)?.unwrap_or_else(|| AssetRecord::new(id, key.clone(), seq)))
 }
 
-pub fn put(txn: &mut Txn<'_>, dep: DeploymentId, r: &AssetRecord) {
-    txn.put(key_of(dep, r.id), enc(r));
+pub fn put(txn: &mut Txn<'_>, dep: DeploymentId, r: AssetRecord) {
+    txn.put_record(key_of(dep, r.id), r);
 }
 
 pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
@@ -98,44 +98,58 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
     let Some(key) = ev.body.asset_key() else {
         return Ok(());
     };
-    let mut r = get_or_create(txn, dep, key, seq)?;
+    let id = intern(txn, dep, key)?;
     let ts = ev.envelope.timestamp_us;
-    let visible = r.visible(ts);
-    match &ev.body {
-        EventBody::AssetMaterialization(a) if visible => {
-            r.latest_materialization = later(
-                r.latest_materialization,
-                EventRef::of(seq, ev, a.partition.clone()),
-            );
-            r.materialization_count += 1;
+    let wiped = txn.update(&key_of(dep, id), |slot: &mut Option<AssetRecord>| {
+        let r = slot.get_or_insert_with(|| AssetRecord::new(id, key.clone(), seq));
+        let visible = r.visible(ts);
+        match &ev.body {
+            EventBody::AssetMaterialization(a) if visible => {
+                r.latest_materialization = later(
+                    r.latest_materialization.take(),
+                    EventRef::of(seq, ev, a.partition.clone()),
+                );
+                r.materialization_count += 1;
+            }
+            EventBody::AssetObservation(a) if visible => {
+                r.latest_observation = later(
+                    r.latest_observation.take(),
+                    EventRef::of(seq, ev, a.partition.clone()),
+                );
+                r.observation_count += 1;
+            }
+            EventBody::AssetMaterializationPlanned(p) if visible => {
+                r.latest_planned = later(
+                    r.latest_planned.take(),
+                    EventRef::of(seq, ev, p.partition.clone()),
+                );
+            }
+            EventBody::AssetFailedToMaterialize(f) if visible => {
+                r.latest_failed = later(
+                    r.latest_failed.take(),
+                    EventRef::of(seq, ev, f.partition.clone()),
+                );
+            }
+            EventBody::AssetWiped(w)
+                if w.partition_keys.is_empty() && r.wiped_at.is_none_or(|at| (ts, seq) > at) =>
+            {
+                r.wiped_at = Some((ts, seq));
+                return true;
+            }
+            _ => {}
         }
-        EventBody::AssetObservation(a) if visible => {
-            r.latest_observation = later(
-                r.latest_observation,
-                EventRef::of(seq, ev, a.partition.clone()),
-            );
-            r.observation_count += 1;
-        }
-        EventBody::AssetMaterializationPlanned(p) if visible => {
-            r.latest_planned = later(r.latest_planned, EventRef::of(seq, ev, p.partition.clone()));
-        }
-        EventBody::AssetFailedToMaterialize(f) if visible => {
-            r.latest_failed = later(r.latest_failed, EventRef::of(seq, ev, f.partition.clone()));
-        }
-        EventBody::AssetWiped(w)
-            if w.partition_keys.is_empty() && r.wiped_at.is_none_or(|at| (ts, seq) > at) =>
-        {
-            r.wiped_at = Some((ts, seq));
-            recount_after_wipe(txn, dep, &mut r)?;
-        }
-        _ => {}
+        false
+    })?;
+    if wiped {
+        let mut r = get(txn, dep, id)?.expect("written just above");
+        recount_after_wipe(txn, dep, &mut r)?;
+        put(txn, dep, r);
     }
-    put(txn, dep, &r);
     Ok(())
 }
 
 /// After a wipe: latest events and counts from the history rows still visible.
-fn recount_after_wipe(txn: &mut Txn<'_>, dep: DeploymentId, r: &mut AssetRecord) -> Result<()> {
+fn recount_after_wipe(txn: &Txn<'_>, dep: DeploymentId, r: &mut AssetRecord) -> Result<()> {
     let wiped_at = r.wiped_at;
     let visible = |e: &EventRef| wiped_at.is_none_or(|(t, _)| e.timestamp_us > t);
     let mut latest = None;

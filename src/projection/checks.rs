@@ -263,10 +263,10 @@ pub fn resolve(rows: &impl Rows, dep: DeploymentId, e: &CheckExecution) -> Resul
         StoredStatus::Failed => ResolvedStatus::Failed,
         StoredStatus::Planned => {
             let run = match &e.run_id {
-                Some(r) => super::runs::get(rows, dep, r)?,
+                Some(r) => super::runs::status(rows, dep, r)?,
                 None => None,
             };
-            match run.map(|r| r.status) {
+            match run {
                 None => ResolvedStatus::Skipped,
                 Some(RunStatus::Failure) => ResolvedStatus::ExecutionFailed,
                 Some(s) if s.is_finished() => ResolvedStatus::Skipped,

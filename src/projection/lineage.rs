@@ -56,7 +56,7 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                             .is_some_and(|(l, _)| l == &d.code_location)
                         {
                             r.definition = None;
-                            super::assets::put(txn, dep, &r);
+                            super::assets::put(txn, dep, r);
                         }
                     }
                 }
@@ -65,16 +65,17 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
             for def in &d.assets {
                 let mut r = super::assets::get_or_create(txn, dep, &def.asset_key, seq)?;
                 r.definition = Some((d.code_location.clone(), def.clone()));
-                super::assets::put(txn, dep, &r);
-                ids.push(r.id);
+                let id = r.id;
+                super::assets::put(txn, dep, r);
+                ids.push(id);
                 for up in &def.deps {
                     let u = intern(txn, dep, up)?;
                     txn.put(
-                        K::new(keys::UPSTREAM, dep).u64(r.id).u64(u).build(),
+                        K::new(keys::UPSTREAM, dep).u64(id).u64(u).build(),
                         Vec::new(),
                     );
                     txn.put(
-                        K::new(keys::DOWNSTREAM, dep).u64(u).u64(r.id).build(),
+                        K::new(keys::DOWNSTREAM, dep).u64(u).u64(id).build(),
                         Vec::new(),
                     );
                 }

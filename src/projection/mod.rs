@@ -52,7 +52,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{DeploymentId, Event, EventBody, Seq};
-use crate::log::{self, cf, Log, LogOptions, Projector, Txn};
+use crate::log::{self, cf, Log, LogOptions, Projector, Txn, Value};
 use keys::K;
 
 /// Bump when a view's rows change meaning or layout: stores with other versions rebuild.
@@ -92,6 +92,17 @@ pub fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
             location: "view row".into(),
             reason: "unknown view codec byte".into(),
         }),
+    }
+}
+
+// Every view value can be held decoded in the writer's overlay, with the views' codec.
+impl<T: Serialize + DeserializeOwned + Clone + Send + 'static> Value for T {
+    fn encode(&self) -> Vec<u8> {
+        enc(self)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<T> {
+        dec(bytes)
     }
 }
 
@@ -147,16 +158,17 @@ pub trait Rows {
         }
     }
 
-    /// [`Rows::get`] of a row that the writer reads and rewrites often (a record per asset
-    /// or per run): the writer remembers it between groups.
-    fn get_hot(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.get(key)
+    /// A record that the writer reads and rewrites often (one per asset or per run): the
+    /// writer keeps it decoded between events and remembers it between groups.
+    fn get_hot_as<T: Value>(&self, key: &[u8]) -> Result<Option<T>> {
+        self.read_hot(key, |v: Option<&T>| v.cloned())
     }
 
-    fn get_hot_as<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        match self.get_hot(key)? {
-            Some(v) => Ok(Some(dec(&v)?)),
-            None => Ok(None),
+    /// [`Rows::get_hot_as`] for `read`, without a copy where the record is held decoded.
+    fn read_hot<T: Value, R>(&self, key: &[u8], read: impl FnOnce(Option<&T>) -> R) -> Result<R> {
+        match self.get(key)? {
+            Some(v) => Ok(read(Some(&T::decode(&v)?))),
+            None => Ok(read(None)),
         }
     }
 
@@ -218,18 +230,14 @@ impl Rows for Txn<'_> {
         Txn::get(self, key)
     }
 
-    fn get_hot(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Txn::get_hot(self, key)
-    }
-
     // The typed reads decode the row where it lies (overlay, memo or RocksDB's block), with
     // no copy of its bytes first.
     fn get_as<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
         Txn::with(self, key, |v| v.map(dec).transpose())?
     }
 
-    fn get_hot_as<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
-        Txn::with_hot(self, key, |v| v.map(dec).transpose())?
+    fn read_hot<T: Value, R>(&self, key: &[u8], read: impl FnOnce(Option<&T>) -> R) -> Result<R> {
+        Txn::read(self, key, read)
     }
 
     fn scan(

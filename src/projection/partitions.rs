@@ -124,10 +124,10 @@ fn resolve(rows: &impl Rows, dep: DeploymentId, s: &PartitionState) -> Result<Pa
                 AttemptKind::Failed(false) => {}
                 AttemptKind::Planned => {
                     let run = match &att.run_id {
-                        Some(r) => super::runs::get(rows, dep, r)?,
+                        Some(r) => super::runs::status(rows, dep, r)?,
                         None => None,
                     };
-                    match run_outcome(run.map(|r| r.status)) {
+                    match run_outcome(run) {
                         RunOutcome::Failed => return Ok(PartitionStatus::Failed),
                         RunOutcome::Going => return Ok(PartitionStatus::InProgress),
                         RunOutcome::Other => {}
@@ -161,7 +161,10 @@ fn update(
         status: PartitionStatus::Missing,
     });
     // A wipe of the whole asset covers partitions first seen after it arrived, too.
-    let asset_wipe = super::assets::get(txn, dep, asset)?.and_then(|r| r.wiped_at.map(|w| w.0));
+    let asset_wipe = txn.read(
+        &super::assets::key_of(dep, asset),
+        |r: Option<&super::assets::AssetRecord>| r.and_then(|r| r.wiped_at.map(|w| w.0)),
+    )?;
     if asset_wipe > s.wiped_at_us {
         s.wiped_at_us = asset_wipe;
     }
@@ -170,14 +173,16 @@ fn update(
     let ck = counts_key(dep, asset);
     let old_status = old.as_ref().map(|o| o.status);
     if old.is_none() || old_status != Some(s.status) {
-        let mut counts: PartitionCounts = txn.get_hot_as(&ck)?.unwrap_or_default();
-        if let Some(o) = old_status {
-            counts.add(o, -1);
-        } else {
-            counts.known += 1;
-        }
-        counts.add(s.status, 1);
-        txn.put(ck, enc(&counts));
+        let status = s.status;
+        txn.update(&ck, |counts: &mut Option<PartitionCounts>| {
+            let counts = counts.get_or_insert_with(PartitionCounts::default);
+            if let Some(o) = old_status {
+                counts.add(o, -1);
+            } else {
+                counts.known += 1;
+            }
+            counts.add(status, 1);
+        })?;
     }
     if old.as_ref() != Some(&s) {
         txn.put(key, enc(&s));

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, K};
-use super::{enc, Result, Rows};
+use super::{Result, Rows};
 use crate::event::{DeploymentId, Event, EventBody, RunEventKind, Seq, StepEventKind};
 use crate::log::Txn;
 
@@ -157,6 +157,13 @@ pub fn get(rows: &impl Rows, dep: DeploymentId, run: &str) -> Result<Option<RunR
     rows.get_hot_as(&run_key(dep, run))
 }
 
+/// The status of a run, if it has a record (no copy of the record).
+pub fn status(rows: &impl Rows, dep: DeploymentId, run: &str) -> Result<Option<RunStatus>> {
+    rows.read_hot(&run_key(dep, run), |r: Option<&RunRecord>| {
+        r.map(|r| r.status)
+    })
+}
+
 pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
     let Some(run_id) = ev.envelope.run_id.as_deref() else {
         return Ok(());
@@ -164,33 +171,156 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
     let dep = ev.envelope.deployment;
     let ts = ev.envelope.timestamp_us;
     let rk = run_key(dep, run_id);
-    let old: Option<RunRecord> = txn.get_hot_as(&rk)?;
+    // The step row first: the run record counts new steps and steps' outcomes.
+    let step = match &ev.body {
+        EventBody::Step(s) => Some(apply_step(txn, dep, run_id, ev, s.kind)?),
+        EventBody::AssetMaterialization(_) => {
+            // Most runs that materialize have no step events: no step row to look for.
+            let has_steps = txn.read(&rk, |r: Option<&RunRecord>| {
+                r.is_some_and(|r| r.step_count > 0)
+            })?;
+            if let (Some(step), true) = (&ev.envelope.step_key, has_steps) {
+                txn.update(
+                    &step_key(dep, run_id, step),
+                    |st: &mut Option<StepStats>| {
+                        if let Some(st) = st {
+                            st.materializations += 1;
+                        }
+                    },
+                )?;
+            }
+            None
+        }
+        _ => None,
+    };
     // Only run events change tags (and with them the backfill id).
     let run_event = matches!(ev.body, EventBody::Run(_));
-    // What the index rows depend on, before the change (the record itself is not copied).
-    let before = old.as_ref().map(|o| {
-        let backfill = run_event.then(|| o.backfill_id().map(str::to_string));
-        (o.status, o.created_us, backfill.flatten())
-    });
-    let mut r = old.unwrap_or_else(|| RunRecord {
-        run_id: run_id.to_string(),
-        status: RunStatus::NotStarted,
-        terminal_at: None,
-        job_name: None,
-        tags: BTreeMap::new(),
-        created_us: ts,
-        start_us: None,
-        end_us: None,
-        update_us: ts,
-        failure_reason: None,
-        steps_succeeded: 0,
-        steps_failed: 0,
-        materializations: 0,
-        expectations: 0,
-        events: 0,
-        step_count: 0,
-        first_seq: seq,
-    });
+    let change = txn.update(&rk, |slot: &mut Option<RunRecord>| {
+        // What the index rows depend on, before the change.
+        let before = slot.as_ref().map(|o| {
+            let backfill = run_event.then(|| o.backfill_id().map(str::to_string));
+            (o.status, o.created_us, backfill.flatten())
+        });
+        let r = slot.get_or_insert_with(|| RunRecord {
+            run_id: run_id.to_string(),
+            status: RunStatus::NotStarted,
+            terminal_at: None,
+            job_name: None,
+            tags: BTreeMap::new(),
+            created_us: ts,
+            start_us: None,
+            end_us: None,
+            update_us: ts,
+            failure_reason: None,
+            steps_succeeded: 0,
+            steps_failed: 0,
+            materializations: 0,
+            expectations: 0,
+            events: 0,
+            step_count: 0,
+            first_seq: seq,
+        });
+        change_record(r, seq, ev);
+        if let Some(step) = step {
+            r.step_count += u64::from(step.new);
+            r.steps_succeeded += u64::from(step.kind == StepEventKind::Success);
+            r.steps_failed += u64::from(step.kind == StepEventKind::Failure);
+        }
+        let backfill = r.backfill_id().map(str::to_string);
+        (before, (r.status, r.created_us, backfill))
+    })?;
+    let (before, (status, created_us, backfill)) = change;
+    let (status_changed, created_changed) = match &before {
+        Some((s, created, _)) => (*s != status, *created != created_us),
+        None => (true, true),
+    };
+    if let Some((old_status, created, _)) = &before {
+        // The old index rows, keyed as the record was.
+        if status_changed || created_changed {
+            txn.delete(status_key(dep, *old_status, *created, run_id));
+        }
+        if created_changed {
+            txn.delete(time_key(dep, *created, run_id));
+        }
+    }
+    // A record that other events create has no tags, so no backfill id either.
+    if run_event && before.as_ref().and_then(|b| b.2.as_deref()) != backfill.as_deref() {
+        if let Some(b) = &backfill {
+            txn.put(
+                K::new(keys::BACKFILL_RUNS, dep).str(b).str(run_id).build(),
+                Vec::new(),
+            );
+        }
+    }
+    if status_changed || created_changed {
+        txn.put(status_key(dep, status, created_us, run_id), Vec::new());
+    }
+    if created_changed {
+        txn.put(time_key(dep, created_us, run_id), Vec::new());
+    }
+    let outcome = super::partitions::run_outcome;
+    if outcome(before.map(|b| b.0)) != outcome(Some(status)) {
+        // Partitions planned by this run resolve differently now.
+        super::partitions::on_run_status(txn, dep, run_id)?;
+    }
+    Ok(())
+}
+
+/// What a step event did to its step's row, for the run record.
+#[derive(Clone, Copy)]
+struct StepChange {
+    new: bool,
+    kind: StepEventKind,
+}
+
+fn apply_step(
+    txn: &mut Txn<'_>,
+    dep: DeploymentId,
+    run_id: &str,
+    ev: &Event,
+    kind: StepEventKind,
+) -> Result<StepChange> {
+    let ts = ev.envelope.timestamp_us;
+    let key = step_key(
+        dep,
+        run_id,
+        ev.envelope.step_key.as_deref().unwrap_or_default(),
+    );
+    txn.update(&key, |slot: &mut Option<StepStats>| {
+        let new = slot.is_none();
+        let st = slot.get_or_insert_with(|| StepStats {
+            status: "IN_PROGRESS".into(),
+            start_us: None,
+            end_us: None,
+            attempts: 0,
+            materializations: 0,
+        });
+        match kind {
+            StepEventKind::Start | StepEventKind::Restarted => {
+                st.attempts += 1;
+                st.start_us = Some(st.start_us.map_or(ts, |x| x.min(ts)));
+            }
+            StepEventKind::Success => {
+                st.status = "SUCCESS".into();
+                st.end_us = Some(ts);
+            }
+            StepEventKind::Failure => {
+                st.status = "FAILURE".into();
+                st.end_us = Some(ts);
+            }
+            StepEventKind::Skipped => {
+                st.status = "SKIPPED".into();
+                st.end_us = Some(ts);
+            }
+            StepEventKind::UpForRetry => {}
+        }
+        StepChange { new, kind }
+    })
+}
+
+/// The run record's own fields, as one event changes them (step rows aside).
+fn change_record(r: &mut RunRecord, seq: Seq, ev: &Event) {
+    let ts = ev.envelope.timestamp_us;
     r.events += 1;
     r.created_us = r.created_us.min(ts);
     r.update_us = r.update_us.max(ts);
@@ -230,98 +360,12 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                 }
             }
         }
-        EventBody::Step(s) => {
-            let key = step_key(
-                dep,
-                run_id,
-                ev.envelope.step_key.as_deref().unwrap_or_default(),
-            );
-            let old_step: Option<StepStats> = txn.get_hot_as(&key)?;
-            if old_step.is_none() {
-                r.step_count += 1;
-            }
-            let mut step = old_step.unwrap_or(StepStats {
-                status: "IN_PROGRESS".into(),
-                start_us: None,
-                end_us: None,
-                attempts: 0,
-                materializations: 0,
-            });
-            let st = &mut step;
-            match s.kind {
-                StepEventKind::Start | StepEventKind::Restarted => {
-                    st.attempts += 1;
-                    st.start_us = Some(st.start_us.map_or(ts, |x| x.min(ts)));
-                }
-                StepEventKind::Success => {
-                    r.steps_succeeded += 1;
-                    st.status = "SUCCESS".into();
-                    st.end_us = Some(ts);
-                }
-                StepEventKind::Failure => {
-                    r.steps_failed += 1;
-                    st.status = "FAILURE".into();
-                    st.end_us = Some(ts);
-                }
-                StepEventKind::Skipped => {
-                    st.status = "SKIPPED".into();
-                    st.end_us = Some(ts);
-                }
-                StepEventKind::UpForRetry => {}
-            }
-            txn.put(key, enc(&step));
-        }
-        EventBody::AssetMaterialization(_) => {
-            r.materializations += 1;
-            // Most runs that materialize have no step events: no step row to look for.
-            if let (Some(step), true) = (&ev.envelope.step_key, r.step_count > 0) {
-                let key = step_key(dep, run_id, step);
-                if let Some(mut st) = txn.get_hot_as::<StepStats>(&key)? {
-                    st.materializations += 1;
-                    txn.put(key, enc(&st));
-                }
-            }
-        }
+        EventBody::AssetMaterialization(_) => r.materializations += 1,
         EventBody::Engine(e) if e.kind == crate::event::EventType::StepExpectationResult => {
             r.expectations += 1;
         }
         _ => {}
     }
-    let (status_changed, created_changed) = match &before {
-        Some((status, created, _)) => (*status != r.status, *created != r.created_us),
-        None => (true, true),
-    };
-    if let Some((status, created, _)) = &before {
-        // The old index rows, keyed as the record was.
-        if status_changed || created_changed {
-            txn.delete(status_key(dep, *status, *created, run_id));
-        }
-        if created_changed {
-            txn.delete(time_key(dep, *created, run_id));
-        }
-    }
-    // A record that other events create has no tags, so no backfill id either.
-    if run_event && before.as_ref().and_then(|b| b.2.as_deref()) != r.backfill_id() {
-        if let Some(b) = r.backfill_id() {
-            txn.put(
-                K::new(keys::BACKFILL_RUNS, dep).str(b).str(run_id).build(),
-                Vec::new(),
-            );
-        }
-    }
-    if status_changed || created_changed {
-        txn.put(status_key(dep, r.status, r.created_us, run_id), Vec::new());
-    }
-    if created_changed {
-        txn.put(time_key(dep, r.created_us, run_id), Vec::new());
-    }
-    txn.put(rk, enc(&r));
-    let outcome = super::partitions::run_outcome;
-    if outcome(before.map(|b| b.0)) != outcome(Some(r.status)) {
-        // Partitions planned by this run resolve differently now.
-        super::partitions::on_run_status(txn, dep, run_id)?;
-    }
-    Ok(())
 }
 
 /// A filter over runs.
