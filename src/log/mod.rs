@@ -541,8 +541,11 @@ impl Log {
         let views_cf = self.cf(cf::VIEWS);
         let memo = RefCell::new(Memo::default());
         let mut prev = Overlay::default();
-        // A reader thread reads and decodes the next chunks while this one projects.
+        // Three stages on three threads: a reader reads and decodes the next chunks, this
+        // thread projects one, a writer writes the one before it (and drops its events).
         let (tx, rx) = sync_channel::<Result<Vec<(Seq, Event)>>>(2);
+        let (to_write, writes) = sync_channel::<(WriteBatch, Vec<(Seq, Event)>)>(1);
+        let (ack, acks) = sync_channel::<Result<()>>(1);
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 let mut next = from;
@@ -559,6 +562,28 @@ impl Log {
                     next = end.unwrap_or(to + 1);
                 }
             });
+            scope.spawn(move || {
+                // No WAL: a replay that dies half-way is simply redone (the views' version
+                // marker is written only after the flush below).
+                let mut wo = WriteOptions::default();
+                wo.disable_wal(true);
+                for (batch, events) in writes {
+                    let written = self.db.write_opt(batch, &wo).map_err(Error::from);
+                    drop(events);
+                    if ack.send(written).is_err() {
+                        return;
+                    }
+                }
+            });
+            // The last seq of the chunk being written.
+            let mut writing: Option<Seq> = None;
+            let mut settle = |writing: &mut Option<Seq>| -> Result<()> {
+                if let Some(last) = writing.take() {
+                    acks.recv().map_err(|_| Error::Closed)??;
+                    progress(last);
+                }
+                Ok(())
+            };
             for chunk in rx {
                 let events = chunk?;
                 let Some(last) = events.last().map(|(s, _)| *s) else {
@@ -568,16 +593,16 @@ impl Log {
                 for (seq, ev) in &events {
                     projector.apply(&mut txn, *seq, ev)?;
                 }
+                // The chunk before is written before this one is put in a batch (which moves
+                // the chunk before into the memo as committed).
+                settle(&mut writing)?;
                 let mut batch = WriteBatch::default();
                 prev = txn.write_into(&mut batch);
-                // No WAL: a replay that dies half-way is simply redone (the views' version
-                // marker is written only after the flush below).
-                let mut wo = WriteOptions::default();
-                wo.disable_wal(true);
-                self.db.write_opt(batch, &wo)?;
-                progress(last);
+                to_write.send((batch, events)).map_err(|_| Error::Closed)?;
+                writing = Some(last);
             }
-            Ok::<(), Error>(())
+            drop(to_write);
+            settle(&mut writing)
         })?;
         self.db.flush_cf(views_cf)?;
         Ok(())

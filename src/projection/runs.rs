@@ -258,8 +258,10 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
     if created_changed {
         txn.put(time_key(dep, created_us, run_id), Vec::new());
     }
+    // A run without a record before this event has planned nothing yet (the planned
+    // event that would have is applied here first), so only a known run's change counts.
     let outcome = super::partitions::run_outcome;
-    if outcome(before.map(|b| b.0)) != outcome(Some(status)) {
+    if before.is_some_and(|b| outcome(Some(b.0)) != outcome(Some(status))) {
         // Partitions planned by this run resolve differently now.
         super::partitions::on_run_status(txn, dep, run_id)?;
     }
