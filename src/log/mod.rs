@@ -64,6 +64,9 @@ pub use txn::{Memo, Overlay, Txn, Value};
 pub trait Projector: Send + 'static {
     /// Apply one new event. Rows written to `txn` commit atomically with the event.
     fn apply(&mut self, txn: &mut Txn<'_>, seq: Seq, event: &Event) -> Result<()>;
+
+    /// Every event through `seq` has been applied (once per request or replayed chunk).
+    fn applied(&mut self, txn: &mut Txn<'_>, seq: Seq);
 }
 
 /// Column family names.
@@ -593,6 +596,7 @@ impl Log {
                 for (seq, ev) in &events {
                     projector.apply(&mut txn, *seq, ev)?;
                 }
+                projector.applied(&mut txn, last);
                 // The chunk before is written before this one is put in a batch (which moves
                 // the chunk before into the memo as committed).
                 settle(&mut writing)?;
@@ -1615,6 +1619,9 @@ impl Writer {
         if let Some(p) = self.projector.as_mut() {
             for (i, seq, _, _) in &new_entries {
                 p.apply(txn, *seq, &events[*i])?;
+            }
+            if let Some((_, last, _, _)) = new_entries.last() {
+                p.applied(txn, *last);
             }
         }
         drop(local);

@@ -133,17 +133,19 @@ fn touch_summary(
     e: &CheckExecution,
     completed: bool,
 ) -> Result<()> {
-    let key = summary_key(dep, asset, check);
-    let mut s: CheckSummary = txn.get_as(&key)?.unwrap_or_default();
     let me = (e.timestamp_us, e.id, e.partition.clone());
-    if s.latest.as_ref().is_none_or(|l| me > *l) {
-        s.latest = Some(me.clone());
-    }
-    if completed && s.latest_completed.as_ref().is_none_or(|l| me > *l) {
-        s.latest_completed = Some(me);
-    }
-    txn.put(key, enc(&s));
-    Ok(())
+    txn.update(
+        &summary_key(dep, asset, check),
+        |s: &mut Option<CheckSummary>| {
+            let s = s.get_or_insert_with(CheckSummary::default);
+            if s.latest.as_ref().is_none_or(|l| me > *l) {
+                s.latest = Some(me.clone());
+            }
+            if completed && s.latest_completed.as_ref().is_none_or(|l| me > *l) {
+                s.latest_completed = Some(me);
+            }
+        },
+    )
 }
 
 pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
@@ -245,10 +247,12 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
         EventBody::Definitions(d) => {
             for c in &d.checks {
                 let asset = intern(txn, dep, &c.asset_key)?;
-                let key = summary_key(dep, asset, &c.name);
-                let mut s: CheckSummary = txn.get_as(&key)?.unwrap_or_default();
-                s.definition = Some(c.clone());
-                txn.put(key, enc(&s));
+                txn.update(
+                    &summary_key(dep, asset, &c.name),
+                    |s: &mut Option<CheckSummary>| {
+                        s.get_or_insert_with(CheckSummary::default).definition = Some(c.clone());
+                    },
+                )?;
             }
         }
         _ => {}
@@ -339,7 +343,7 @@ pub fn latest(
     let Some(asset) = super::asset_id(rows, dep, key)? else {
         return Ok(None);
     };
-    let s: Option<CheckSummary> = rows.get_as(&summary_key(dep, asset, check))?;
+    let s: Option<CheckSummary> = rows.get_hot_as(&summary_key(dep, asset, check))?;
     match s.and_then(|s| s.latest) {
         Some((_, id, part)) => rows.get_as(&exec_key(dep, asset, check, id, part.as_deref())),
         None => Ok(None),

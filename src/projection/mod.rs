@@ -438,11 +438,14 @@ impl Projector for Views {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    fn applied(&mut self, txn: &mut Txn<'_>, seq: Seq) {
         txn.put(
             K::global(keys::APPLIED_SEQ).build(),
             seq.to_be_bytes().to_vec(),
         );
-        Ok(())
     }
 }
 

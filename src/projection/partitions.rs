@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, K};
-use super::{enc, intern, later, EventRef, Result, Rows};
+use super::{intern, later, EventRef, Result, Rows};
 use crate::event::{AssetKey, DeploymentId, Event, EventBody, PartitionsDefinition, Seq};
 use crate::log::Txn;
 
@@ -152,7 +152,7 @@ fn update(
     change: impl FnOnce(&mut PartitionState),
 ) -> Result<()> {
     let key = state_key(dep, asset, partition);
-    let old: Option<PartitionState> = txn.get_as(&key)?;
+    let old: Option<PartitionState> = txn.record(&key)?;
     let mut s = old.clone().unwrap_or(PartitionState {
         latest_materialization: None,
         materialization_count: 0,
@@ -185,7 +185,7 @@ fn update(
         })?;
     }
     if old.as_ref() != Some(&s) {
-        txn.put(key, enc(&s));
+        txn.put_record(key, s);
     }
     Ok(())
 }
