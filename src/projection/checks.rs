@@ -343,7 +343,7 @@ pub fn latest(
     let Some(asset) = super::asset_id(rows, dep, key)? else {
         return Ok(None);
     };
-    let s: Option<CheckSummary> = rows.get_hot_as(&summary_key(dep, asset, check))?;
+    let s: Option<CheckSummary> = rows.get_as(&summary_key(dep, asset, check))?;
     match s.and_then(|s| s.latest) {
         Some((_, id, part)) => rows.get_as(&exec_key(dep, asset, check, id, part.as_deref())),
         None => Ok(None),
