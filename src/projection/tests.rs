@@ -1180,3 +1180,57 @@ fn step_stats_are_kept_per_step() {
         (100, 100, 1)
     );
 }
+
+/// A large request that re-sends stored events (alone, mixed with new ones, or with a
+/// changed body) leaves the views as if only its new events had been applied.
+#[test]
+fn a_large_request_with_stored_ids_projects_only_its_new_events() {
+    let (_d, log) = store();
+    let batch = |from: usize, to: usize| -> Vec<Value> {
+        (from..to)
+            .map(|i| {
+                mat(
+                    &format!("m{i}"),
+                    &format!("db/t{}", i % 7),
+                    i as i64,
+                    Some("r"),
+                    None,
+                )
+            })
+            .collect()
+    };
+    let first = log.append_blocking(events(batch(0, 300))).unwrap();
+    assert!(first.iter().all(|a| !a.duplicate));
+    // All stored: every seq comes back, nothing is counted twice.
+    let again = log.append_blocking(events(batch(0, 300))).unwrap();
+    assert_eq!(
+        again.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        first.iter().map(|a| a.seq).collect::<Vec<_>>()
+    );
+    assert!(again.iter().all(|a| a.duplicate));
+    // Half stored, half new.
+    let mixed = log.append_blocking(events(batch(150, 450))).unwrap();
+    assert_eq!(mixed.iter().filter(|a| a.duplicate).count(), 150);
+    // A stored id with another body: a conflict, and nothing of the request is stored.
+    let mut conflicting = batch(450, 750);
+    conflicting[299] = mat("m0", "db/other", 1, Some("r"), None);
+    assert!(matches!(
+        log.append_blocking(events(conflicting)),
+        Err(crate::log::Error::Conflict { index: 299, .. })
+    ));
+    let rd = Reader::new(&log, 1);
+    let counted: u64 = (0..7)
+        .map(|t| {
+            assets::by_key(&rd, 1, &key(&format!("db/t{t}")))
+                .unwrap()
+                .unwrap()
+                .materialization_count
+        })
+        .sum();
+    assert_eq!(counted, 450);
+    assert_eq!(runs::get(&rd, 1, "r").unwrap().unwrap().events, 450);
+    assert!(assets::by_key(&rd, 1, &key("db/other")).unwrap().is_none());
+    let live = dump(&log).unwrap();
+    rebuild(&log, |_, _| {}).unwrap();
+    assert_eq!(live, dump(&log).unwrap());
+}
