@@ -852,3 +852,60 @@ fn a_resend_before_the_dedupe_write_is_a_duplicate() {
     assert!((0..5).all(indexed), "an id is not indexed");
     assert!(log.verify(|_| {}).unwrap().problems.is_empty());
 }
+
+/// Scans merge RocksDB, the group before and this group, in key order; keys added after a
+/// kind was first scanned, or rolled back, show (or vanish) in the next scan.
+#[test]
+fn txn_scans_see_both_overlays_in_order_through_writes_and_rollbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let db = log.db();
+    let views = db.cf_handle(cf::VIEWS).unwrap();
+    db.put_cf(views, b"k1", b"db").unwrap();
+    db.put_cf(views, b"k4", b"db").unwrap();
+    let mut before = Txn::new(db, views);
+    before.put(b"k2".to_vec(), b"prev".to_vec());
+    before.delete(b"k4".to_vec());
+    let prev = before.write_into(&mut WriteBatch::default());
+    let mut txn = Txn::new(db, views).over(prev);
+    txn.begin();
+    txn.put(b"k3".to_vec(), b"this".to_vec());
+    txn.put(b"j9".to_vec(), b"other kind".to_vec());
+    let scan = |txn: &Txn<'_>| -> Vec<(String, String)> {
+        txn.scan(b"k", b"l")
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8(k).unwrap(), String::from_utf8(v).unwrap()))
+            .collect()
+    };
+    let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        scan(&txn),
+        pairs(&[("k1", "db"), ("k2", "prev"), ("k3", "this")])
+    );
+    // Written after the kind was scanned: in the next scan; then a failed request's
+    // writes vanish from it again.
+    txn.begin();
+    txn.put(b"k0".to_vec(), b"new".to_vec());
+    txn.put(b"k3".to_vec(), b"changed".to_vec());
+    bump(&mut txn, b"k5");
+    assert_eq!(
+        scan(&txn),
+        pairs(&[
+            ("k0", "new"),
+            ("k1", "db"),
+            ("k2", "prev"),
+            ("k3", "changed"),
+            ("k5", "\0\0\0\0\0\0\0\u{1}")
+        ])
+    );
+    txn.rollback();
+    assert_eq!(
+        scan(&txn),
+        pairs(&[("k1", "db"), ("k2", "prev"), ("k3", "this")])
+    );
+}

@@ -14,7 +14,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rocksdb::{ColumnFamily, ReadOptions, WriteBatch, DB};
 
@@ -110,18 +110,26 @@ struct Slot {
     before: Before,
 }
 
-/// Rows written by a group and not yet in RocksDB: by key for lookups, and their keys in
-/// order for scans and for the batch.
+/// Rows written by a group and not yet in RocksDB, by key.
+///
+/// Scans while staging are rare and stay within one kind of key (its first byte), so keys
+/// are kept in order only per kind that has been scanned: built on the first scan of that
+/// kind, then kept up to date. Every other key costs one hash-map entry.
 #[derive(Default)]
 pub struct Overlay {
     rows: HashMap<Vec<u8>, Slot, ahash::RandomState>,
-    keys: BTreeSet<Vec<u8>>,
+    ordered: RefCell<BTreeMap<u8, BTreeSet<Vec<u8>>>>,
+}
+
+/// The kind of a key: its first byte.
+fn kind(key: &[u8]) -> u8 {
+    key.first().copied().unwrap_or(0)
 }
 
 impl Overlay {
     pub fn clear(&mut self) {
         self.rows.clear();
-        self.keys.clear();
+        self.ordered.get_mut().clear();
     }
 
     pub fn len(&self) -> usize {
@@ -136,12 +144,25 @@ impl Overlay {
         self.rows.get(key).map(|s| &s.row)
     }
 
-    /// Rows with `lo <= key < hi`, in key order.
-    fn range<'o>(&'o self, lo: &[u8], hi: &[u8]) -> impl Iterator<Item = (&'o Vec<u8>, &'o Row)> {
+    /// Visit the rows with `lo <= key < hi`, in key order.
+    fn visit_range(&self, lo: &[u8], hi: &[u8], mut visit: impl FnMut(&Vec<u8>, &Row)) {
         use std::ops::Bound::{Excluded, Included};
-        self.keys
-            .range::<[u8], _>((Included(lo), Excluded(hi)))
-            .map(|k| (k, &self.rows[k].row))
+        if self.rows.is_empty() || lo >= hi {
+            return;
+        }
+        let mut ordered = self.ordered.borrow_mut();
+        for k in kind(lo)..=kind(hi) {
+            let keys = ordered.entry(k).or_insert_with(|| {
+                self.rows
+                    .keys()
+                    .filter(|key| kind(key) == k)
+                    .cloned()
+                    .collect()
+            });
+            for key in keys.range::<[u8], _>((Included(lo), Excluded(hi))) {
+                visit(key, &self.rows[key].row);
+            }
+        }
     }
 }
 
@@ -334,7 +355,9 @@ impl<'a> Txn<'a> {
                 }
             }
             std::collections::hash_map::Entry::Vacant(e) => {
-                self.overlay.keys.insert(e.key().clone());
+                if let Some(keys) = self.overlay.ordered.get_mut().get_mut(&kind(e.key())) {
+                    keys.insert(e.key().clone());
+                }
                 e.insert(Slot {
                     row,
                     gen,
@@ -371,12 +394,12 @@ impl<'a> Txn<'a> {
         it.status()?;
         // RocksDB has every group before `prev` (the memo holds nothing newer).
         for layer in [&self.prev, &self.overlay] {
-            for (k, row) in layer.range(lo, hi) {
+            layer.visit_range(lo, hi, |k, row| {
                 match row.with_bytes(|v| v.map(<[u8]>::to_vec)) {
                     Some(v) => rows.insert(k.clone(), v),
                     None => rows.remove(k),
                 };
-            }
+            });
         }
         Ok(rows.into_iter().collect())
     }
@@ -389,14 +412,16 @@ impl<'a> Txn<'a> {
     /// Undo every write since [`Txn::begin`].
     pub fn rollback(&mut self) {
         let gen = self.gen;
-        let keys = &mut self.overlay.keys;
+        let ordered = self.overlay.ordered.get_mut();
         self.overlay.rows.retain(|k, slot| {
             if slot.gen != gen {
                 return true;
             }
             match std::mem::replace(&mut slot.before, Before::Vacant) {
                 Before::Vacant => {
-                    keys.remove(k);
+                    if let Some(keys) = ordered.get_mut(&kind(k)) {
+                        keys.remove(k);
+                    }
                     false
                 }
                 Before::Was(row, g) => {
@@ -434,8 +459,10 @@ impl<'a> Txn<'a> {
                 }
             }
         }
-        for k in &overlay.keys {
-            overlay.rows[k].row.put_into(batch, cf, k);
+        let mut sorted: Vec<(&Vec<u8>, &Slot)> = overlay.rows.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (k, slot) in sorted {
+            slot.row.put_into(batch, cf, k);
         }
         overlay
     }
