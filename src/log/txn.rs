@@ -132,10 +132,6 @@ impl Overlay {
         self.ordered.get_mut().clear();
     }
 
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }
@@ -171,7 +167,8 @@ impl Overlay {
 ///
 /// - `rows`: rows that never change once written (asset ids, schemas by hash);
 /// - `hot`: the committed value (or absence) of rows read and rewritten often (asset, run
-///   and step records, partition counts), records kept decoded.
+///   and step records, partition states and counts, check summaries), records kept
+///   decoded.
 ///
 /// Only committed values go in: rows read from RocksDB, and a group's rows once it is
 /// written (see [`Txn::write_into`]). A rolled-back request's overlay never reaches the
@@ -292,18 +289,18 @@ impl<'a> Txn<'a> {
         if let Some(row) = self.staged(key) {
             return row.with_typed(read);
         }
-        let Some(memo) = self.memo else {
-            let found = self.db.get_pinned_cf(self.cf, key)?;
-            return Ok(read(found.map(|v| T::decode(&v)).transpose()?.as_ref()));
-        };
-        if let Some(row) = memo.borrow().hot.get(key) {
-            return row.with_typed(read);
+        if let Some(memo) = self.memo {
+            if let Some(row) = memo.borrow().hot.get(key) {
+                return row.with_typed(read);
+            }
         }
         let found = self.db.get_pinned_cf(self.cf, key)?;
         let value = found.map(|v| T::decode(&v)).transpose()?;
         let out = read(value.as_ref());
-        let row = Row::Record(Box::new(Typed(value)));
-        memo.borrow_mut().remember_hot(key.to_vec(), row);
+        if let Some(memo) = self.memo {
+            let row = Row::Record(Box::new(Typed(value)));
+            memo.borrow_mut().remember_hot(key.to_vec(), row);
+        }
         Ok(out)
     }
 
