@@ -44,7 +44,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 
@@ -1439,6 +1439,24 @@ impl Writer {
         !self.poisoned
     }
 
+    /// Settle the group in flight if it is written already, without waiting: true if no
+    /// group is in flight now and the writer is not poisoned.
+    fn settle_if_written(&mut self) -> bool {
+        let Some(done) = &self.inflight else {
+            return !self.poisoned;
+        };
+        match done.try_recv() {
+            Err(TryRecvError::Empty) => false,
+            written => {
+                self.inflight = None;
+                if !written.unwrap_or(false) {
+                    self.poisoned = true;
+                }
+                !self.poisoned
+            }
+        }
+    }
+
     /// Stage `group` and hand it to the committer. Requests that queue up while the previous
     /// group is still being written join this one (fsyncs stay shared as widely as without
     /// the pipeline), unless `more` is `None`; a pause met on the way is returned.
@@ -1461,6 +1479,12 @@ impl Writer {
             self.memo = Memo::default();
             self.prev_overlay.clear();
             self.memo_epoch = epoch;
+        }
+        // A lone appender waits for its answer, so the group before is usually written by
+        // now: its rows go to the memo before staging, where this group's updates take its
+        // records instead of copying them out of the overlay it handed on.
+        if self.settle_if_written() {
+            self.memo.absorb(std::mem::take(&mut self.prev_overlay));
         }
         let db = self.db.clone();
         let log_cf = db.cf_handle(cf::LOG).expect("created at open");

@@ -750,6 +750,45 @@ fn memo_takes_a_group_once_the_next_one_is_written() {
     );
 }
 
+/// Once a group is written and taken into the memo, the next group's updates move its
+/// records out of the memo instead of copying them: a request that changes one and rolls
+/// back must leave the committed value readable (from RocksDB), and the next request's
+/// change must start from it.
+#[test]
+fn an_update_of_a_remembered_record_rolls_back_to_the_committed_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let db = log.db();
+    let views = db.cf_handle(cf::VIEWS).unwrap();
+    db.put_cf(views, b"hot", 1u64.to_be_bytes()).unwrap();
+    let memo = std::cell::RefCell::new(Memo::default());
+    let commit = |txn: Txn<'_>| {
+        let mut batch = WriteBatch::default();
+        let written = txn.write_into(&mut batch);
+        db.write(batch).unwrap();
+        memo.borrow_mut().absorb(written);
+    };
+    let mut txn = Txn::with_memo(db, views, &memo);
+    txn.begin();
+    assert_eq!(bump(&mut txn, b"hot"), 2);
+    commit(txn);
+    let mut txn = Txn::with_memo(db, views, &memo);
+    txn.begin();
+    assert_eq!(bump(&mut txn, b"hot"), 3);
+    assert_eq!(bump(&mut txn, b"hot"), 4);
+    txn.rollback();
+    assert_eq!(txn.record::<Counter>(b"hot").unwrap(), Some(Counter(2)));
+    txn.begin();
+    assert_eq!(bump(&mut txn, b"hot"), 3);
+    commit(txn);
+    let txn = Txn::with_memo(db, views, &memo);
+    assert_eq!(txn.record::<Counter>(b"hot").unwrap(), Some(Counter(3)));
+    assert_eq!(
+        Txn::new(db, views).record::<Counter>(b"hot").unwrap(),
+        Some(Counter(3))
+    );
+}
+
 /// A group staged while the one before it waits to be written dedupes against it: a re-send
 /// of an in-flight event gets the in-flight seq back, and nothing is stored twice.
 #[test]

@@ -95,6 +95,18 @@ impl Row {
     }
 }
 
+/// A row as a `T`, moved out of it when it holds one decoded.
+fn take_typed<T: Value>(row: Row) -> Result<Option<T>> {
+    match row {
+        Row::Record(r) if r.as_any().is::<Typed<T>>() => {
+            let mut r = r;
+            let typed = r.as_any_mut().downcast_mut::<Typed<T>>().expect("checked");
+            Ok(typed.0.take())
+        }
+        other => other.with_typed(|v: Option<&T>| v.cloned()),
+    }
+}
+
 /// What a key had in the overlay before the current request first wrote it.
 enum Before {
     /// Nothing: a rollback removes the key.
@@ -171,7 +183,9 @@ impl Overlay {
 ///   decoded.
 ///
 /// Only committed values go in: rows read from RocksDB, and a group's rows once it is
-/// written (see [`Txn::write_into`]). A rolled-back request's overlay never reaches the
+/// written ([`Memo::absorb`]: by [`Txn::write_into`], or before the next group is staged
+/// if the writer finds it written by then). [`Txn::update`] moves a record out of the memo
+/// rather than copying it; its group gives it back. A rolled-back request's overlay never reaches the
 /// memo, and a group whose write fails poisons the writer, so no later group reads what it
 /// left. Anyone else who writes the views (a rebuild) makes the writer drop its memo first
 /// (see `Log::clear_views`).
@@ -191,6 +205,18 @@ impl Memo {
             self.hot.clear();
         }
         self.hot.insert(key, row);
+    }
+
+    /// Take in a group's overlay once the group is written: its records (decoded) and its
+    /// new values of rows the memo already holds.
+    pub fn absorb(&mut self, written: Overlay) {
+        for (k, slot) in written.rows {
+            if matches!(slot.row, Row::Record(_)) {
+                self.remember_hot(k, slot.row);
+            } else if let Some(hot) = self.hot.get_mut(&k) {
+                *hot = slot.row;
+            }
+        }
     }
 }
 
@@ -329,7 +355,20 @@ impl<'a> Txn<'a> {
                 }
             }
         }
-        let mut value: Option<T> = self.record(key)?;
+        let mut value: Option<T> = match self.staged(key) {
+            Some(row) => row.with_typed(|v: Option<&T>| v.cloned())?,
+            None => match self.memo.and_then(|m| m.borrow_mut().hot.remove(key)) {
+                // The memo's copy is moved, not cloned: this overlay holds the record now,
+                // and gives it back to the memo once its group is written. (A rollback
+                // leaves the memo without it: the next read goes to RocksDB.)
+                Some(row) => take_typed(row)?,
+                None => self
+                    .db
+                    .get_pinned_cf(self.cf, key)?
+                    .map(|v| T::decode(&v))
+                    .transpose()?,
+            },
+        };
         let existed = value.is_some();
         let out = change(&mut value);
         if existed || value.is_some() {
@@ -447,14 +486,7 @@ impl<'a> Txn<'a> {
             ..
         } = self;
         if let Some(memo) = memo {
-            let mut memo = memo.borrow_mut();
-            for (k, slot) in prev.rows {
-                if matches!(slot.row, Row::Record(_)) {
-                    memo.remember_hot(k, slot.row);
-                } else if let Some(hot) = memo.hot.get_mut(&k) {
-                    *hot = slot.row;
-                }
-            }
+            memo.borrow_mut().absorb(prev);
         }
         let mut sorted: Vec<(&Vec<u8>, &Slot)> = overlay.rows.iter().collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));

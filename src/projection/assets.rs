@@ -93,12 +93,12 @@ pub fn put(txn: &mut Txn<'_>, dep: DeploymentId, r: AssetRecord) {
     txn.put_record(key_of(dep, r.id), r);
 }
 
-pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
+/// Apply an asset event to the record of its asset `id`.
+pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
     let dep = ev.envelope.deployment;
     let Some(key) = ev.body.asset_key() else {
         return Ok(());
     };
-    let id = intern(txn, dep, key)?;
     let ts = ev.envelope.timestamp_us;
     let wiped = txn.update(&key_of(dep, id), |slot: &mut Option<AssetRecord>| {
         let r = slot.get_or_insert_with(|| AssetRecord::new(id, key.clone(), seq));

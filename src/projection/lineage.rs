@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::{self, K};
 use super::{enc, intern, EventRef, Result, Rows};
-use crate::event::{AssetKey, ColumnLineage, DeploymentId, Event, EventBody, Seq};
+use crate::event::{AssetKey, ColumnLineage, Definitions, DeploymentId, Event, EventBody, Seq};
 use crate::log::Txn;
 
 /// What a code location last defined.
@@ -28,86 +28,87 @@ pub struct ColumnLineageRecord {
     pub lineage: ColumnLineage,
 }
 
-pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
+/// Apply a definitions event: its location's assets and their edges replace the old ones.
+pub fn apply_definitions(txn: &mut Txn<'_>, seq: Seq, ev: &Event, d: &Definitions) -> Result<()> {
     let dep = ev.envelope.deployment;
     let ts = ev.envelope.timestamp_us;
-    match &ev.body {
-        EventBody::Definitions(d) => {
-            let lkey = K::new(keys::LOCATION, dep).str(&d.code_location).build();
-            let old: Option<LocationRecord> = txn.get_as(&lkey)?;
-            if old.as_ref().is_some_and(|o| o.defined_at > (ts, seq)) {
-                return Ok(()); // an older definition arriving late changes nothing
+    let lkey = K::new(keys::LOCATION, dep).str(&d.code_location).build();
+    let old: Option<LocationRecord> = txn.get_as(&lkey)?;
+    if old.as_ref().is_some_and(|o| o.defined_at > (ts, seq)) {
+        return Ok(()); // an older definition arriving late changes nothing
+    }
+    // Remove the old definition's edges and definitions.
+    if let Some(old) = &old {
+        for &a in &old.assets {
+            for (k, _) in txn.scan_prefix(
+                &K::new(keys::UPSTREAM, dep).u64(a).build(),
+                false,
+                usize::MAX,
+            )? {
+                let up = keys::tail_u64(&k);
+                txn.delete(k);
+                txn.delete(K::new(keys::DOWNSTREAM, dep).u64(up).u64(a).build());
             }
-            // Remove the old definition's edges and definitions.
-            if let Some(old) = &old {
-                for &a in &old.assets {
-                    for (k, _) in txn.scan_prefix(
-                        &K::new(keys::UPSTREAM, dep).u64(a).build(),
-                        false,
-                        usize::MAX,
-                    )? {
-                        let up = keys::tail_u64(&k);
-                        txn.delete(k);
-                        txn.delete(K::new(keys::DOWNSTREAM, dep).u64(up).u64(a).build());
-                    }
-                    if let Some(mut r) = super::assets::get(txn, dep, a)? {
-                        if r.definition
-                            .as_ref()
-                            .is_some_and(|(l, _)| l == &d.code_location)
-                        {
-                            r.definition = None;
-                            super::assets::put(txn, dep, r);
-                        }
-                    }
+            if let Some(mut r) = super::assets::get(txn, dep, a)? {
+                if r.definition
+                    .as_ref()
+                    .is_some_and(|(l, _)| l == &d.code_location)
+                {
+                    r.definition = None;
+                    super::assets::put(txn, dep, r);
                 }
             }
-            let mut ids = Vec::with_capacity(d.assets.len());
-            for def in &d.assets {
-                let mut r = super::assets::get_or_create(txn, dep, &def.asset_key, seq)?;
-                r.definition = Some((d.code_location.clone(), def.clone()));
-                let id = r.id;
-                super::assets::put(txn, dep, r);
-                ids.push(id);
-                for up in &def.deps {
-                    let u = intern(txn, dep, up)?;
-                    txn.put(
-                        K::new(keys::UPSTREAM, dep).u64(id).u64(u).build(),
-                        Vec::new(),
-                    );
-                    txn.put(
-                        K::new(keys::DOWNSTREAM, dep).u64(u).u64(id).build(),
-                        Vec::new(),
-                    );
-                }
-            }
+        }
+    }
+    let mut ids = Vec::with_capacity(d.assets.len());
+    for def in &d.assets {
+        let mut r = super::assets::get_or_create(txn, dep, &def.asset_key, seq)?;
+        r.definition = Some((d.code_location.clone(), def.clone()));
+        let id = r.id;
+        super::assets::put(txn, dep, r);
+        ids.push(id);
+        for up in &def.deps {
+            let u = intern(txn, dep, up)?;
             txn.put(
-                lkey,
-                enc(&LocationRecord {
-                    name: d.code_location.clone(),
-                    version: d.version.clone(),
-                    defined_at: (ts, seq),
-                    assets: ids,
-                }),
+                K::new(keys::UPSTREAM, dep).u64(id).u64(u).build(),
+                Vec::new(),
+            );
+            txn.put(
+                K::new(keys::DOWNSTREAM, dep).u64(u).u64(id).build(),
+                Vec::new(),
             );
         }
-        EventBody::AssetMaterialization(a) => {
-            if let Some(l) = a.metadata.column_lineage() {
-                let id = intern(txn, dep, &a.asset_key)?;
-                let key = K::new(keys::COLUMN_LINEAGE, dep).u64(id).build();
-                let old: Option<ColumnLineageRecord> = txn.get_as(&key)?;
-                let at = EventRef::of(seq, ev, a.partition.clone());
-                if old.is_none_or(|o| at.order() > o.at.order()) {
-                    txn.put(
-                        key,
-                        enc(&ColumnLineageRecord {
-                            at,
-                            lineage: l.clone(),
-                        }),
-                    );
-                }
+    }
+    txn.put(
+        lkey,
+        enc(&LocationRecord {
+            name: d.code_location.clone(),
+            version: d.version.clone(),
+            defined_at: (ts, seq),
+            assets: ids,
+        }),
+    );
+    Ok(())
+}
+
+/// Apply an asset event of the asset `id`: a materialization's column lineage.
+pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
+    let dep = ev.envelope.deployment;
+    if let EventBody::AssetMaterialization(a) = &ev.body {
+        if let Some(l) = a.metadata.column_lineage() {
+            let key = K::new(keys::COLUMN_LINEAGE, dep).u64(id).build();
+            let old: Option<ColumnLineageRecord> = txn.get_as(&key)?;
+            let at = EventRef::of(seq, ev, a.partition.clone());
+            if old.is_none_or(|o| at.order() > o.at.order()) {
+                txn.put(
+                    key,
+                    enc(&ColumnLineageRecord {
+                        at,
+                        lineage: l.clone(),
+                    }),
+                );
             }
         }
-        _ => {}
     }
     Ok(())
 }

@@ -3,15 +3,15 @@
 //! read from the log by seq.
 
 use super::keys::{self, K};
-use super::{enc, intern, EventRef, Result, Rows};
+use super::{enc, EventRef, Result, Rows};
 use crate::event::{AssetKey, DeploymentId, Event, EventBody, Seq};
 use crate::log::Txn;
 
-pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
+/// Apply an asset event of the asset `id`.
+pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
     let dep = ev.envelope.deployment;
     match &ev.body {
         EventBody::AssetMaterialization(a) => {
-            let id = intern(txn, dep, &a.asset_key)?;
             let r = EventRef::of(seq, ev, a.partition.clone());
             txn.put(
                 K::new(keys::MATERIALIZATIONS, dep).u64(id).u64(seq).build(),
@@ -29,7 +29,6 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
             }
         }
         EventBody::AssetObservation(a) => {
-            let id = intern(txn, dep, &a.asset_key)?;
             let r = EventRef::of(seq, ev, a.partition.clone());
             txn.put(
                 K::new(keys::OBSERVATIONS, dep).u64(id).u64(seq).build(),

@@ -418,19 +418,23 @@ impl Projector for Views {
             | EventBody::AssetMaterializationPlanned(_)
             | EventBody::AssetFailedToMaterialize(_)
             | EventBody::AssetWiped(_) => {
-                assets::apply(txn, seq, ev)?;
-                materializations::apply(txn, seq, ev)?;
-                partitions::apply(txn, seq, ev)?;
-                lineage::apply(txn, seq, ev)?;
-                points::apply(txn, seq, ev)?;
-                rowcounts::apply(txn, seq, ev)?;
+                // The event's asset is interned once, first, for all of its views.
+                if let Some(key) = ev.body.asset_key() {
+                    let id = intern(txn, ev.envelope.deployment, key)?;
+                    assets::apply(txn, seq, ev, id)?;
+                    materializations::apply(txn, seq, ev, id)?;
+                    partitions::apply(txn, seq, ev, id)?;
+                    lineage::apply(txn, seq, ev, id)?;
+                    points::apply(txn, seq, ev, id)?;
+                    rowcounts::apply(txn, seq, ev, id)?;
+                }
             }
             EventBody::AssetCheckPlanned(_) | EventBody::AssetCheckEvaluation(_) => {
                 checks::apply(txn, seq, ev)?;
             }
-            EventBody::Definitions(_) => {
-                lineage::apply(txn, seq, ev)?;
-                points::apply(txn, seq, ev)?;
+            EventBody::Definitions(d) => {
+                lineage::apply_definitions(txn, seq, ev, d)?;
+                points::apply_definitions(txn, seq, ev, d)?;
                 checks::apply(txn, seq, ev)?;
             }
             EventBody::BackfillCreated(_) | EventBody::BackfillUpdated(_) => {

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, K};
-use super::{intern, later, EventRef, Result, Rows};
+use super::{later, EventRef, Result, Rows};
 use crate::event::{AssetKey, DeploymentId, Event, EventBody, PartitionsDefinition, Seq};
 use crate::log::Txn;
 
@@ -190,13 +190,13 @@ fn update(
     Ok(())
 }
 
-pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
+/// Apply an asset event of the asset `id`.
+pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
     let dep = ev.envelope.deployment;
     let ts = ev.envelope.timestamp_us;
     match &ev.body {
         EventBody::AssetMaterialization(a) => {
             if let Some(p) = &a.partition {
-                let id = intern(txn, dep, &a.asset_key)?;
                 let r = EventRef::of(seq, ev, Some(p.clone()));
                 update(txn, dep, id, p, |s| {
                     if s.wiped_at_us.is_none_or(|w| ts > w) {
@@ -207,7 +207,6 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
             }
         }
         EventBody::AssetMaterializationPlanned(p) => {
-            let id = intern(txn, dep, &p.asset_key)?;
             let parts: Vec<&String> = p.partition.iter().chain(p.partitions.iter()).collect();
             for part in parts {
                 let r = EventRef::of(seq, ev, Some(part.clone()));
@@ -226,14 +225,12 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
         }
         EventBody::AssetFailedToMaterialize(f) => {
             if let Some(p) = &f.partition {
-                let id = intern(txn, dep, &f.asset_key)?;
                 let r = EventRef::of(seq, ev, Some(p.clone()));
                 let kind = AttemptKind::Failed(failed_group(&f.reason));
                 update(txn, dep, id, p, |s| attempt(s, r, kind))?;
             }
         }
         EventBody::AssetWiped(w) => {
-            let id = intern(txn, dep, &w.asset_key)?;
             let parts: Vec<String> = if w.partition_keys.is_empty() {
                 txn.names_under(&K::new(keys::PARTITION, dep).u64(id).build())?
             } else {

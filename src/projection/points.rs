@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::keys::{self, K};
 use super::{enc, intern, schema, Result, Rows};
 use crate::event::metadata::keys as md;
-use crate::event::{AssetKey, DeploymentId, Event, EventBody, Metadata, Seq};
+use crate::event::{Definitions, DeploymentId, Event, EventBody, Metadata, Seq};
 use crate::log::Txn;
 
 /// What one event measured of one asset.
@@ -47,13 +47,11 @@ fn label_key(dep: DeploymentId, asset: u64, label: &str) -> Vec<u8> {
 
 fn record(
     txn: &mut Txn<'_>,
-    dep: DeploymentId,
-    key: &AssetKey,
+    (dep, id): (DeploymentId, u64),
     (ts, seq): (i64, Seq),
     metadata: &Metadata,
     numeric: bool,
 ) -> Result<()> {
-    let id = intern(txn, dep, key)?;
     let mut m = Measurements {
         row_count: if numeric { metadata.row_count() } else { None },
         schema: match metadata.column_schema() {
@@ -83,23 +81,31 @@ fn record(
     Ok(())
 }
 
-pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
-    let dep = ev.envelope.deployment;
-    let at = (ev.envelope.timestamp_us, seq);
+/// Apply an asset event of the asset `id`.
+pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
     match &ev.body {
-        EventBody::AssetMaterialization(a) | EventBody::AssetObservation(a) => {
-            record(txn, dep, &a.asset_key, at, &a.metadata, true)
-        }
-        EventBody::Definitions(d) => {
-            for def in &d.assets {
-                if def.metadata.column_schema().is_some() {
-                    record(txn, dep, &def.asset_key, at, &def.metadata, false)?;
-                }
-            }
-            Ok(())
-        }
+        EventBody::AssetMaterialization(a) | EventBody::AssetObservation(a) => record(
+            txn,
+            (ev.envelope.deployment, id),
+            (ev.envelope.timestamp_us, seq),
+            &a.metadata,
+            true,
+        ),
         _ => Ok(()),
     }
+}
+
+/// Apply a definitions event: the schemas its assets declare.
+pub fn apply_definitions(txn: &mut Txn<'_>, seq: Seq, ev: &Event, d: &Definitions) -> Result<()> {
+    let dep = ev.envelope.deployment;
+    for def in &d.assets {
+        if def.metadata.column_schema().is_some() {
+            let id = intern(txn, dep, &def.asset_key)?;
+            let at = (ev.envelope.timestamp_us, seq);
+            record(txn, (dep, id), at, &def.metadata, false)?;
+        }
+    }
+    Ok(())
 }
 
 /// Visit an asset's measurements with `from_us <= timestamp < to_us`, in time order (or

@@ -8,18 +8,18 @@
 //! `(asset, partition, timestamp, seq)`.
 
 use super::keys::{self, K};
-use super::{intern, points, Result, Rows};
+use super::{points, Result, Rows};
 use crate::event::{AssetKey, DeploymentId, Event, EventBody, Seq};
 use crate::log::Txn;
 
-pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
+/// Apply an asset event of the asset `id`.
+pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
     let dep = ev.envelope.deployment;
     let ts = ev.envelope.timestamp_us;
     let (EventBody::AssetMaterialization(a) | EventBody::AssetObservation(a)) = &ev.body else {
         return Ok(());
     };
     if let (Some(n), Some(p)) = (a.metadata.partition_row_count(), &a.partition) {
-        let id = intern(txn, dep, &a.asset_key)?;
         txn.put(
             K::new(keys::ROW_COUNTS, dep)
                 .u64(id)
