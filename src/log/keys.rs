@@ -32,7 +32,7 @@ pub const RETIRED_DEPLOYMENT_EVENTS: u8 = 0x04;
 pub const RUN_RANGE: u8 = 0x05;
 /// A stretch of consecutive sequence numbers that all belong to one deployment.
 pub const DEPLOYMENT_RANGE: u8 = 0x06;
-/// How far the dedupe entries (written after their group, without the WAL) are complete.
+/// How far the dedupe entries (written after their group, unsynced) are complete.
 pub const DEDUPE_WATERMARK: u8 = 0x07;
 pub const META_FORMAT: u8 = 0x10;
 pub const META_NEXT_DEPLOYMENT: u8 = 0x11;

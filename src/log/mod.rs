@@ -21,8 +21,8 @@
 //! fails with it.
 //!
 //! The dedupe entries (event id -> seq and content hash) follow their group: once the group
-//! is durable and answered, the committer writes them without the WAL (they are derived
-//! from the log, and left out of the fsynced batch they cut its write by a quarter). The
+//! is durable and answered, the committer writes them unsynced (they are derived from the
+//! log, and left out of the fsynced batch they cut its write by a quarter). The
 //! dedupe watermark, written with them, says through which seq they are complete; a crash
 //! loses at most the memtable's share, and open re-indexes the log past the watermark before
 //! the writer starts. Until a group's entries are in, the writer dedupes against its
@@ -176,6 +176,14 @@ fn db_options() -> Options {
     o.set_max_background_jobs(2);
     o.set_bytes_per_sync(1 << 20);
     o.set_keep_log_file_num(4);
+    // Reused WAL files are overwritten in place: an fsync then has no file size to update
+    // (about half the latency of an appending one on this disk), which is what a lone
+    // appender and small groups wait for. RocksDB then refuses writes without the WAL:
+    // every write goes through it (unsynced where durability is not needed).
+    o.set_recycle_log_file_num(4);
+    // WAL files become reusable once every memtable they hold rows for is flushed: a
+    // bound on their total forces that (and bounds the replay at open).
+    o.set_max_total_wal_size(256 << 20);
     o
 }
 
@@ -597,10 +605,9 @@ impl Log {
                 }
             });
             scope.spawn(move || {
-                // No WAL: a replay that dies half-way is simply redone (the views' version
-                // marker is written only after the flush below).
-                let mut wo = WriteOptions::default();
-                wo.disable_wal(true);
+                // Not synced: a replay that dies half-way is simply redone (the views'
+                // version marker is written only after the flush below).
+                let wo = WriteOptions::default();
                 for (batch, events) in writes {
                     let written = self.db.write_opt(batch, &wo).map_err(Error::from);
                     drop(events);
@@ -950,7 +957,7 @@ fn multi_get_sorted<'a>(
 }
 
 /// Put back the dedupe entries of the events past the dedupe watermark: those of the last
-/// groups before a crash, which were written without the WAL. Redone harmlessly if cut short.
+/// groups before a crash, which were written unsynced. Redone harmlessly if cut short.
 fn reindex(db: &DB, last: Seq) -> Result<()> {
     let index = db.cf_handle(cf::INDEX).expect("created at open");
     let through = match db.get_cf(index, keys::dedupe_watermark())? {
@@ -1166,8 +1173,8 @@ type Pending = HashMap<Vec<u8>, DedupeEntry, ahash::RandomState>;
 /// A staged group on its way to RocksDB.
 struct Commit {
     batch: WriteBatch,
-    /// The group's dedupe entries and the new dedupe watermark, written without the WAL once
-    /// the replies are out (the log past the watermark is re-indexed at open).
+    /// The group's dedupe entries and the new dedupe watermark, written unsynced once the
+    /// replies are out (the log past the watermark is re-indexed at open).
     dedupe: WriteBatch,
     staged: Vec<Staged>,
     /// The requests' events. Let go of before the replies, so that each appender, still
@@ -1222,8 +1229,8 @@ fn spawn_committer(
         .spawn(move || {
             let mut wo = WriteOptions::default();
             wo.set_sync(sync);
-            let mut no_wal = WriteOptions::default();
-            no_wal.disable_wal(true);
+            // Not synced: the log past the dedupe watermark is re-indexed at open.
+            let unsynced = WriteOptions::default();
             for c in rx {
                 #[cfg(test)]
                 pass_gate(&gate, CommitPoint::Write);
@@ -1248,7 +1255,7 @@ fn spawn_committer(
                         pass_gate(&gate, CommitPoint::Dedupe);
                         if c.dedupe.is_empty() {
                             true
-                        } else if let Err(e) = db.write_opt(c.dedupe, &no_wal) {
+                        } else if let Err(e) = db.write_opt(c.dedupe, &unsynced) {
                             tracing::error!(error = %e, "dedupe index write failed; refusing further writes");
                             false
                         } else {
