@@ -177,7 +177,7 @@ fn db_options() -> Options {
     o.set_bytes_per_sync(1 << 20);
     o.set_keep_log_file_num(4);
     // Reused WAL files are overwritten in place: an fsync then has no file size to update
-    // (about half the latency of an appending one on this disk), which is what a lone
+    // (a third less latency than an appending one on this disk), which is what a lone
     // appender and small groups wait for. RocksDB then refuses writes without the WAL:
     // every write goes through it (unsynced where durability is not needed).
     o.set_recycle_log_file_num(4);

@@ -98,8 +98,7 @@ impl Row {
 /// A row as a `T`, moved out of it when it holds one decoded.
 fn take_typed<T: Value>(row: Row) -> Result<Option<T>> {
     match row {
-        Row::Record(r) if r.as_any().is::<Typed<T>>() => {
-            let mut r = r;
+        Row::Record(mut r) if r.as_any().is::<Typed<T>>() => {
             let typed = r.as_any_mut().downcast_mut::<Typed<T>>().expect("checked");
             Ok(typed.0.take())
         }
@@ -185,9 +184,9 @@ impl Overlay {
 /// Only committed values go in: rows read from RocksDB, and a group's rows once it is
 /// written ([`Memo::absorb`]: by [`Txn::write_into`], or before the next group is staged
 /// if the writer finds it written by then). [`Txn::update`] moves a record out of the memo
-/// rather than copying it; its group gives it back. A rolled-back request's overlay never reaches the
-/// memo, and a group whose write fails poisons the writer, so no later group reads what it
-/// left. Anyone else who writes the views (a rebuild) makes the writer drop its memo first
+/// rather than copying it; its group gives it back. A rolled-back request's overlay never
+/// reaches the memo, and a group whose write fails poisons the writer, so no later group
+/// reads what it left. Anyone else who writes the views (a rebuild) makes the writer drop its memo first
 /// (see `Log::clear_views`).
 #[derive(Default)]
 pub struct Memo {
