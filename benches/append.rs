@@ -5,7 +5,8 @@
 //! - `append/concurrent_single/16`: 16 threads each appending one event at a time; group
 //!   commit lets them share fsyncs.
 //! - `append_with_views/batch/1000`: the same, with every projection written in the same
-//!   batch (`projection::open`), measured in the same run for the ratio.
+//!   batch (`projection::open`), measured in the same run for the ratio;
+//!   `append_with_views/concurrent_batches/2`: two appenders of batches of 1000 at once.
 //! - `rocksdb_raw/batch/1000`: the same encoded bytes written straight to RocksDB in one
 //!   synced `WriteBatch` per 1000 events (log key only, no dedupe or index): the ceiling.
 
@@ -93,6 +94,33 @@ fn bench_append_with_views(c: &mut Criterion) {
             |evs| log.append_blocking(evs).unwrap(),
             criterion::BatchSize::SmallInput,
         )
+    });
+    // Two agents, each with one batch of 1000 in flight: the writer stages one batch while
+    // the batch before is written.
+    let appenders = 2u64;
+    g.throughput(Throughput::Elements(1000 * appenders));
+    g.bench_function(BenchmarkId::new("concurrent_batches", appenders), |b| {
+        b.iter_custom(|iters| {
+            let inputs: Vec<Vec<_>> = (0..appenders)
+                .map(|_| (0..iters).map(|_| events(1000)).collect())
+                .collect();
+            let start = Instant::now();
+            let handles: Vec<_> = inputs
+                .into_iter()
+                .map(|batches| {
+                    let log = log.clone();
+                    std::thread::spawn(move || {
+                        for evs in batches {
+                            log.append_blocking(evs).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+            start.elapsed()
+        })
     });
     g.finish();
 }
