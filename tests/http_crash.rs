@@ -216,7 +216,13 @@ async fn kill_9_through_http_loses_no_acknowledged_event() {
             })
             .collect();
         // Kill at a random moment once acknowledgements flow; nothing checked depends on when.
+        let waiting = std::time::Instant::now();
         while acks.load(Ordering::Relaxed) == 0 {
+            assert!(
+                waiting.elapsed() < Duration::from_secs(60)
+                    && !tasks.iter().all(|t| t.is_finished()),
+                "round {round}: no batch was acknowledged"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         tokio::time::sleep(Duration::from_millis(rand::thread_rng().gen_range(20..300))).await;
