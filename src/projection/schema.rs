@@ -22,8 +22,9 @@ pub fn hash(schema: &TableSchema) -> u64 {
 fn hash_of_asset(dep: DeploymentId, asset: u64, schema: &TableSchema) -> u64 {
     type Last =
         std::collections::HashMap<(DeploymentId, u64), (TableSchema, u64), ahash::RandomState>;
-    /// Assets remembered per thread at most; beyond it the cache starts over.
-    const CAPACITY: usize = 1 << 16;
+    /// Assets remembered per thread at most (a 10-column schema takes about 2 KB); beyond
+    /// it the cache starts over.
+    const CAPACITY: usize = 1 << 14;
     thread_local! {
         static LAST: std::cell::RefCell<Last> = std::cell::RefCell::default();
     }
