@@ -1011,6 +1011,48 @@ fn clearing_the_views_makes_the_writer_forget_what_it_remembers() {
     assert_eq!(live, dump(&log).unwrap());
 }
 
+/// A rebuild leaves no row of the views before it, wherever that row was: in files below
+/// level 0 (dropped whole), in level 0 or in the memtable (hidden by the range tombstone).
+#[test]
+fn a_rebuild_leaves_no_stale_row_in_any_level() {
+    let (_d, log) = store();
+    let db = log.db().clone();
+    let views = db.cf_handle(crate::log::cf::VIEWS).unwrap();
+    // A kind no view uses, so that only a failed clear can leave these rows.
+    let stale = |n: u8| vec![0x7e, 0, 0, 0, 1, n];
+    append(&log, vec![mat("a", "db/t", 100, Some("r1"), None)]);
+    db.put_cf(views, stale(1), b"below level 0").unwrap();
+    db.flush_cf(views).unwrap();
+    db.compact_range_cf(views, None::<&[u8]>, None::<&[u8]>);
+    append(&log, vec![mat("b", "db/u", 200, Some("r1"), None)]);
+    db.put_cf(views, stale(2), b"level 0").unwrap();
+    db.flush_cf(views).unwrap();
+    append(&log, vec![mat("c", "db/t", 300, Some("r2"), None)]);
+    db.put_cf(views, stale(3), b"memtable").unwrap();
+    let files = |level: i32| {
+        db.live_files()
+            .unwrap()
+            .iter()
+            .filter(|f| f.column_family_name == crate::log::cf::VIEWS && f.level == level)
+            .count()
+    };
+    assert!(files(0) > 0 && (1..7).map(files).sum::<usize>() > 0);
+    let live: Vec<_> = dump(&log)
+        .unwrap()
+        .into_iter()
+        .filter(|(k, _)| k[0] != 0x7e)
+        .collect();
+    assert_eq!(dump(&log).unwrap().len(), live.len() + 3);
+    rebuild(&log, |_, _| {}).unwrap();
+    assert_eq!(dump(&log).unwrap(), live);
+    for n in 1..=3 {
+        assert_eq!(db.get_cf(views, stale(n)).unwrap(), None);
+    }
+    // Rebuilt twice over its own tombstones, the views are the same again.
+    rebuild(&log, |_, _| {}).unwrap();
+    assert_eq!(dump(&log).unwrap(), live);
+}
+
 /// Concurrent appenders whose groups pipeline (one staged while the one before it is being
 /// written), some sending the same batches: each event is stored once, every reply agrees on
 /// its seq, and the live views equal a rebuild.
