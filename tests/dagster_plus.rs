@@ -17,7 +17,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
-use common::{client, metric, token_for, Server};
+use common::{client, data, metric, token_for, Server};
 use serde_json::{json, Value};
 
 const WORKLOAD: &str = concat!(
@@ -105,24 +105,9 @@ fn compare(sqlite: &Path, assetlog: &Path) {
     ]);
 }
 
-async fn graphql(server: &Server, token: &str, query: &str) -> Value {
-    let v: Value = client()
-        .post(server.url("/graphql"))
-        .bearer_auth(token)
-        .json(&json!({"query": query}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(v.get("errors").is_none(), "{v}");
-    v["data"].clone()
-}
-
 /// What the native views say about the `materialize` workload of one deployment.
 async fn native_views_agree(server: &Server, token: &str) {
-    let d = graphql(
+    let d = data(
         server,
         token,
         r#"{ orders: asset(key: ["shop", "orders"]) {
@@ -132,6 +117,7 @@ async fn native_views_agree(server: &Server, token: &str) {
                checks { name latestExecution { status severity } } }
              daily: asset(key: ["shop", "daily_sales"]) { partitionStats { numMaterialized } }
              runs(limit: 100) { nodes { runId status partition } } }"#,
+        json!({}),
     )
     .await;
     let orders = &d["orders"];
@@ -317,7 +303,13 @@ async fn dagster_reads_back_what_it_wrote_as_on_its_own_storage() {
     assert!(metric(&server, "assetlog_dagster_plus_compute_log_uploads_total").await > 0);
 
     // Compute logs: what the steps printed, by run and step, through the native API.
-    let runs = graphql(&server, &agent, "{ runs(limit: 100) { nodes { runId } } }").await;
+    let runs = data(
+        &server,
+        &agent,
+        "{ runs(limit: 100) { nodes { runId } } }",
+        json!({}),
+    )
+    .await;
     let mut found = false;
     for r in runs["runs"]["nodes"].as_array().unwrap() {
         let resp = client()

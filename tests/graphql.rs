@@ -10,25 +10,6 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-async fn gql(server: &Server, token: &str, query: &str, variables: Value) -> Value {
-    let r = client()
-        .post(server.url("/graphql"))
-        .bearer_auth(token)
-        .json(&json!({"query": query, "variables": variables}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
-/// `data`, asserting there were no errors.
-async fn data(server: &Server, token: &str, query: &str, variables: Value) -> Value {
-    let v = gql(server, token, query, variables).await;
-    assert!(v.get("errors").is_none(), "errors: {}", v["errors"]);
-    v["data"].clone()
-}
-
 fn dataset() -> Vec<Value> {
     let ts = |s: i64| 1_767_225_600 + s; // 2026-01-01
     let mut v = vec![

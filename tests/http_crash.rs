@@ -107,18 +107,9 @@ async fn check_acked(server: &Server, acked: &[Ack], round: u64) -> HashMap<u64,
     stored
 }
 
-async fn gql(server: &Server, query: &str, variables: Value) -> Value {
-    let r = client()
-        .post(server.url("/graphql"))
-        .bearer_auth(&server.admin)
-        .json(&json!({"query": query, "variables": variables}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
-    assert!(v.get("errors").is_none(), "{v}");
-    v["data"]["asset"].clone()
+/// The `asset` of a GraphQL query, read as the admin.
+async fn asset_query(server: &Server, query: &str, variables: Value) -> Value {
+    data(server, &server.admin, query, variables).await["asset"].clone()
 }
 
 /// Materialization count, latest storage id and the whole row-count series (paged by time)
@@ -127,7 +118,7 @@ async fn views(server: &Server) -> Vec<Value> {
     let mut out = Vec::new();
     for a in 0..ASSETS {
         let k = json!(["crash", format!("a{a}")]);
-        let mut asset = gql(
+        let mut asset = asset_query(
             server,
             "query($k: [String!]!) { asset(key: $k) { materializationCount \
              latestMaterialization { storageId } } }",
@@ -137,7 +128,7 @@ async fn views(server: &Server) -> Vec<Value> {
         let mut series = Vec::new();
         let mut after = 0.0;
         loop {
-            let page = gql(
+            let page = asset_query(
                 server,
                 "query($k: [String!]!, $after: Float) { asset(key: $k) { \
                  rowCounts(afterTimestamp: $after, limit: 1000) { timestamp storageId value } } }",

@@ -220,3 +220,23 @@ pub async fn metric(server: &Server, name: &str) -> u64 {
 pub async fn last_seq(server: &Server) -> u64 {
     metric(server, "assetlog_log_last_seq").await
 }
+
+/// `POST /graphql` with a raw document; the whole reply (`data`, `errors`, `extensions`).
+pub async fn gql(server: &Server, token: &str, query: &str, variables: Value) -> Value {
+    let r = client()
+        .post(server.url("/graphql"))
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// `data`, asserting there were no errors.
+pub async fn data(server: &Server, token: &str, query: &str, variables: Value) -> Value {
+    let v = gql(server, token, query, variables).await;
+    assert!(v.get("errors").is_none(), "errors: {}", v["errors"]);
+    v["data"].clone()
+}
