@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{token_for, Server, BIN};
+use common::{run_assetlog, token_for, Server, BIN};
 
 const CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/export_check.py");
 
@@ -26,19 +26,7 @@ fn python(args: &[&str]) {
 }
 
 fn export(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("export")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "assetlog export {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run_assetlog(dir, &[&["export"], args].concat())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -149,22 +149,6 @@ async fn views(server: &Server) -> Vec<Value> {
     out
 }
 
-fn cli(args: &[&str], dir: &std::path::Path) -> String {
-    let out = std::process::Command::new(bin())
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "assetlog {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_through_http_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
@@ -273,12 +257,12 @@ async fn kill_9_through_http_loses_no_acknowledged_event() {
         assert_eq!(series, mine, "a{a}: row counts");
     }
     assert!(server.terminate().success());
-    let report = cli(&["verify"], dir.path());
+    let report = run_assetlog(dir.path(), &["verify"]);
     assert!(
         report.contains(&format!("{} events", stored.len())),
         "{report}"
     );
-    cli(&["rebuild"], dir.path());
+    run_assetlog(dir.path(), &["rebuild"]);
     let server = Server::start(dir.path(), &[]);
     assert_eq!(
         views(&server).await,

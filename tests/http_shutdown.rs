@@ -89,14 +89,5 @@ async fn sigterm_under_load_loses_no_acknowledged_event() {
     }
     // The server holds the store's lock; verify after it stops.
     assert!(server.terminate().success());
-    let out = std::process::Command::new(BIN)
-        .args(["verify", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    run_assetlog(dir.path(), &["verify"]);
 }

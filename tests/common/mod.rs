@@ -117,6 +117,23 @@ impl Drop for Server {
     }
 }
 
+/// Run `assetlog --data-dir DIR ARGS...` to completion, asserting it succeeds; its stdout.
+pub fn run_assetlog(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run assetlog");
+    assert!(
+        out.status.success(),
+        "assetlog {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
