@@ -7,7 +7,8 @@
 //! request does). Besides criterion's estimates, each read is timed 20,000 times and its
 //! p50/p99 printed (`read-latency` lines), since the floors are about p99.
 //!
-//! `ASSETLOG_BENCH_EVENTS` scales the main stream (default 1,000,000).
+//! `ASSETLOG_BENCH_EVENTS` scales the main stream (default 1,000,000); `ASSETLOG_BENCH_DIR`
+//! builds the store in that (new) directory and keeps it, for timing `assetlog rebuild` on it.
 
 #[path = "common/store.rs"]
 mod store;
@@ -37,8 +38,12 @@ fn percentiles(mut f: impl FnMut()) -> (Duration, Duration) {
 type Read = Box<dyn Fn()>;
 
 fn bench_views(c: &mut Criterion) {
-    let dir = tempfile::tempdir().unwrap();
-    let (log, ingest, total) = build(dir.path());
+    // `ASSETLOG_BENCH_DIR` keeps the store (in a new directory) for `assetlog rebuild` runs.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::env::var_os("ASSETLOG_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| tmp.path().to_path_buf());
+    let (log, ingest, total) = build(&dir);
     println!(
         "store: {total} events, built with all views in {:.1} s ({:.0} events/s, batches of 1000, fsync on)",
         ingest.as_secs_f64(),

@@ -114,6 +114,56 @@ pub struct TableSchema {
     pub columns: Vec<TableColumn>,
     /// Table-level constraints (`TableConstraints.other`).
     pub constraints: Vec<String>,
+    /// The schema's content hash once the views have taken it ([`TableSchema::hash_with`]).
+    #[serde(skip)]
+    hash: HashSlot,
+}
+
+impl TableSchema {
+    pub fn new(columns: Vec<TableColumn>, constraints: Vec<String>) -> TableSchema {
+        TableSchema {
+            columns,
+            constraints,
+            hash: HashSlot::default(),
+        }
+    }
+
+    /// `hash(self)`, computed by the first caller (on any thread) and kept: the views hash
+    /// every schema they store, and the writer's helper thread hashes a request's schemas
+    /// while the writer projects it. A schema must not be changed once hashed (events are
+    /// not changed once built); a clone starts without the hash.
+    pub fn hash_with(&self, hash: impl FnOnce(&TableSchema) -> u64) -> u64 {
+        *self.hash.0.get_or_init(|| hash(self))
+    }
+}
+
+/// A hash kept beside the value it was taken of. Not part of the value: not stored, not
+/// compared, not cloned.
+#[derive(Default)]
+struct HashSlot(std::sync::OnceLock<u64>);
+
+impl Clone for HashSlot {
+    fn clone(&self) -> HashSlot {
+        HashSlot::default()
+    }
+}
+
+impl PartialEq for HashSlot {
+    fn eq(&self, _: &HashSlot) -> bool {
+        true
+    }
+}
+
+impl Eq for HashSlot {}
+
+impl std::hash::Hash for HashSlot {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
+}
+
+impl std::fmt::Debug for HashSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("_")
+    }
 }
 
 /// `TableColumn` with its constraints flattened.

@@ -5,8 +5,8 @@ use super::*;
 /// A 10-column table schema like a warehouse table's.
 pub fn table_schema(columns: usize) -> TableSchema {
     let types = ["bigint", "varchar", "timestamp", "decimal(12,2)", "boolean"];
-    TableSchema {
-        columns: (0..columns)
+    TableSchema::new(
+        (0..columns)
             .map(|i| TableColumn {
                 name: format!("column_{i}"),
                 data_type: types[i % types.len()].to_string(),
@@ -17,8 +17,8 @@ pub fn table_schema(columns: usize) -> TableSchema {
                 tags: Vec::new(),
             })
             .collect(),
-        constraints: Vec::new(),
-    }
+        Vec::new(),
+    )
 }
 
 /// A materialization with about six metadata entries, including a 10-column schema and a

@@ -1096,10 +1096,7 @@ fn parse_table_schema(mut f: Fields<'_>) -> Result<TableSchema> {
     }
     let constraints = f.str_list("constraints")?;
     f.finish()?;
-    Ok(TableSchema {
-        columns,
-        constraints,
-    })
+    Ok(TableSchema::new(columns, constraints))
 }
 
 fn parse_lineage(f: &mut Fields<'_>) -> Result<ColumnLineage> {

@@ -17,6 +17,8 @@ pub enum Error {
         found: u32,
         supported: u32,
     },
+    #[error("could not load the views' options: {0}")]
+    ViewsOptions(String),
     #[error("{path} is not an assetlog store (no format marker, but it holds data)")]
     NotAStore { path: String },
     #[error(

@@ -43,7 +43,7 @@ pub mod txn;
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
@@ -67,6 +67,14 @@ pub trait Projector: Send + 'static {
 
     /// Every event through `seq` has been applied (once per request or replayed chunk).
     fn applied(&mut self, txn: &mut Txn<'_>, seq: Seq);
+
+    /// Work on an event that `apply` would otherwise do itself and that needs no view row,
+    /// for another thread to do first: the writer's helper thread runs it on a large
+    /// request's events while the writer projects them, and a replay's reading thread on
+    /// every event it reads.
+    fn preparer(&self) -> Option<fn(&Event)> {
+        None
+    }
 }
 
 /// Column family names.
@@ -187,7 +195,7 @@ fn db_options() -> Options {
     o
 }
 
-/// The views' memtable while appending (see [`cf_options`]) and while replaying: a replay
+/// The views' memtable while appending (see [`views_options_file`]) and while replaying: a replay
 /// writes nothing but views, and a larger memtable means fewer, larger flushes and less
 /// compaction of rows that replay overwrites again and again (~12% faster rebuild).
 const VIEWS_MEMTABLE: usize = 16 << 20;
@@ -196,15 +204,7 @@ const VIEWS_REPLAY_MEMTABLE: usize = 64 << 20;
 fn cf_options(name: &str) -> Options {
     let mut o = Options::default();
     o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    // The views take several rows per event, spread over the whole keyspace: a smaller
-    // memtable keeps their skiplist inserts in cache (64 MB made view-heavy ingest ~25%
-    // slower). Log and index rows are cheaper to insert and flush less often this way.
-    let memtable = if name == cf::VIEWS {
-        VIEWS_MEMTABLE
-    } else {
-        64 << 20
-    };
-    o.set_write_buffer_size(memtable);
+    o.set_write_buffer_size(64 << 20);
     o.set_max_write_buffer_number(4);
     if name == cf::INDEX {
         // Almost every dedupe lookup is for a new id: a bloom over the memtable's whole keys
@@ -222,6 +222,64 @@ fn cf_options(name: &str) -> Options {
     o
 }
 
+/// The views' options, as an options file (see [`views_descriptor`]):
+///
+/// - a smaller memtable than the other families', which keeps the views' skiplist inserts
+///   in cache (64 MB made view-heavy ingest ~25% slower);
+/// - an insert hint per key kind (`memtable_insert_with_hint_prefix_extractor`, the key's
+///   first byte). The writer puts a group's view rows into its batch sorted, so each row
+///   goes in a little after the row before it of its kind, between older rows of other
+///   assets. Without a hint, RocksDB's single-writer insert searches the skiplist from its
+///   top for every such row; from the hint it only climbs as far as the gap requires.
+/// - Lz4, 16 KB blocks and a bloom filter, as the other families.
+fn views_options_file() -> String {
+    format!(
+        "[Version]\n  rocksdb_version=10.4.2\n  options_file_version=1.1\n\n\
+         [DBOptions]\n\n\
+         [CFOptions \"default\"]\n\n\
+         [CFOptions \"{views}\"]\n\
+         \x20 memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1\n\
+         \x20 compression=kLZ4Compression\n\
+         \x20 write_buffer_size={memtable}\n\
+         \x20 max_write_buffer_number=4\n\n\
+         [TableOptions/BlockBasedTable \"{views}\"]\n\
+         \x20 block_size=16384\n\
+         \x20 filter_policy=bloomfilter:10:false\n",
+        views = cf::VIEWS,
+        memtable = VIEWS_MEMTABLE,
+    )
+}
+
+/// The views' column family, with [`views_options_file`]: the Rust bindings have no setter
+/// for the insert hint, so the options are loaded from that file, written to a scratch
+/// directory for the purpose.
+fn views_descriptor() -> Result<ColumnFamilyDescriptor> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "assetlog-options-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let io = |e: std::io::Error| Error::ViewsOptions(format!("{}: {e}", dir.display()));
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let loaded = std::fs::write(dir.join("OPTIONS-000001"), views_options_file())
+        .map_err(io)
+        .and_then(|()| {
+            Ok(Options::load_latest(
+                &dir,
+                rocksdb::Env::new()?,
+                false,
+                rocksdb::Cache::new_lru_cache(32 << 20),
+            )?)
+        });
+    let _ = std::fs::remove_dir_all(&dir);
+    let (_, families) = loaded?;
+    families
+        .into_iter()
+        .find(|d| d.name() == cf::VIEWS)
+        .ok_or_else(|| Error::ViewsOptions("no views family in the file".into()))
+}
+
 impl Log {
     /// Open (or create) the store at `path` and start its writer thread.
     pub fn open(path: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
@@ -235,9 +293,12 @@ impl Log {
         projector: Option<Box<dyn Projector>>,
     ) -> Result<Log> {
         let path = path.as_ref().to_path_buf();
-        let descriptors = cf::ALL
+        let mut descriptors: Vec<ColumnFamilyDescriptor> = cf::ALL
             .iter()
-            .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)));
+            .filter(|n| **n != cf::VIEWS)
+            .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)))
+            .collect();
+        descriptors.push(views_descriptor()?);
         let db = Arc::new(DB::open_cf_descriptors(&db_options(), &path, descriptors)?);
         if let Some(old) = format::check_or_init(&db, &path)? {
             migrate(&db, old)?;
@@ -551,11 +612,13 @@ impl Log {
 
     /// Run `projector` over stored events `from..=to` in chunks, committing view rows per
     /// chunk (rebuild and catch-up). Call only while nothing appends (before serving).
+    /// `views_empty` says the views hold no row (just cleared, for a rebuild): the replay
+    /// then reads only the keys it has written itself from RocksDB.
     pub fn replay(
         &self,
         projector: &mut dyn Projector,
-        from: Seq,
-        to: Seq,
+        (from, to): (Seq, Seq),
+        views_empty: bool,
         progress: impl FnMut(Seq),
     ) -> Result<()> {
         let views_cf = self.cf(cf::VIEWS);
@@ -565,7 +628,11 @@ impl Log {
                 .set_options_cf(views_cf, &[("write_buffer_size", bytes.as_str())])
         };
         memtable(VIEWS_REPLAY_MEMTABLE)?;
-        let replayed = self.replay_chunks(projector, from, to, progress);
+        let memo = match views_empty {
+            true => Memo::for_empty_views(to.saturating_sub(from) as usize + 1),
+            false => Memo::default(),
+        };
+        let replayed = self.replay_chunks(projector, from, to, memo, progress);
         memtable(VIEWS_MEMTABLE)?;
         replayed?;
         self.db.flush_cf(views_cf)?;
@@ -577,22 +644,27 @@ impl Log {
         projector: &mut dyn Projector,
         from: Seq,
         to: Seq,
+        memo: Memo,
         mut progress: impl FnMut(Seq),
     ) -> Result<()> {
         const CHUNK: usize = 8192;
         let views_cf = self.cf(cf::VIEWS);
-        let memo = RefCell::new(Memo::default());
+        let memo = RefCell::new(memo);
         let mut prev = Overlay::default();
-        // Three stages on three threads: a reader reads and decodes the next chunks, this
-        // thread projects one, a writer writes the one before it (and drops its events).
+        // Three stages on three threads: a reader reads, decodes and prepares the next chunks,
+        // this thread projects one, a writer writes the one before it (and drops its events).
         let (tx, rx) = sync_channel::<Result<Vec<(Seq, Event)>>>(2);
         let (to_write, writes) = sync_channel::<(WriteBatch, Vec<(Seq, Event)>)>(1);
         let (ack, acks) = sync_channel::<Result<()>>(1);
+        let prepare = projector.preparer();
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 let mut next = from;
                 while next <= to {
                     let chunk = self.read(next, CHUNK.min((to - next + 1) as usize));
+                    if let (Ok(events), Some(prepare)) = (&chunk, prepare) {
+                        events.iter().for_each(|(_, ev)| prepare(ev));
+                    }
                     let end = match &chunk {
                         Ok(events) => events.last().map(|(s, _)| s + 1),
                         Err(_) => None,
@@ -1174,7 +1246,7 @@ struct Writer {
 }
 
 /// New dedupe entries of a group, by dedupe key, until the group is written.
-type Pending = HashMap<Vec<u8>, DedupeEntry, ahash::RandomState>;
+type Pending = HashMap<Vec<u8>, DedupeEntry, foldhash::fast::RandomState>;
 
 /// A staged group on its way to RocksDB.
 struct Commit {
@@ -1282,10 +1354,16 @@ fn spawn_committer(
     Ok((tx, handle))
 }
 
-/// Encoding and hashing of one request's events, in chunks that the writer and the encoder
-/// thread claim in turn.
+/// The work on one request's events that the views do not need: looking their ids up in the
+/// dedupe index (once, by whoever claims it first), and encoding and hashing them, in chunks
+/// that the writer and the encoder thread claim in turn.
 struct EncodeJob {
     events: Arc<Vec<Event>>,
+    /// The projector's [`Projector::preparer`], which the encoder thread runs first.
+    prepare: Option<fn(&Event)>,
+    db: Arc<DB>,
+    lookup_claimed: AtomicBool,
+    looked_up: OnceLock<Lookup>,
     next: AtomicUsize,
     out: Vec<OnceLock<Encoded>>,
 }
@@ -1293,16 +1371,31 @@ struct EncodeJob {
 /// Stored bytes and content hash of each event of a chunk.
 type Encoded = Vec<(Vec<u8>, u128)>;
 
+/// The events' dedupe keys, and what the index has for each.
+type Lookup = (Vec<Vec<u8>>, Vec<Result<Option<DedupeEntry>>>);
+
 /// What the encoder thread receives: a job, and where to say it has stopped working on it.
 type EncodeMsg = (Arc<EncodeJob>, SyncSender<()>);
 
+/// A finished [`EncodeJob`]: per event, its dedupe key, what the index has for it, and its
+/// stored bytes and hash.
+struct Prepared {
+    dkeys: Vec<Vec<u8>>,
+    stored: Vec<Result<Option<DedupeEntry>>>,
+    encoded: Encoded,
+}
+
 impl EncodeJob {
-    fn new(events: Arc<Vec<Event>>) -> EncodeJob {
+    fn new(events: Arc<Vec<Event>>, db: Arc<DB>, prepare: Option<fn(&Event)>) -> EncodeJob {
         let out = (0..events.len().div_ceil(ENCODE_CHUNK))
             .map(|_| OnceLock::new())
             .collect();
         EncodeJob {
             events,
+            prepare,
+            db,
+            lookup_claimed: AtomicBool::new(false),
+            looked_up: OnceLock::new(),
             next: AtomicUsize::new(0),
             out,
         }
@@ -1324,8 +1417,35 @@ impl EncodeJob {
             .collect()
     }
 
-    /// Encode chunks until none is left unclaimed.
+    fn lookup(db: &DB, events: &[Event]) -> Lookup {
+        let dkeys: Vec<Vec<u8>> = events
+            .iter()
+            .map(|e| keys::dedupe(e.envelope.deployment, &e.envelope.event_id))
+            .collect();
+        let index_cf = db.cf_handle(cf::INDEX).expect("created at open");
+        let stored = multi_get_sorted(db, index_cf, &dkeys)
+            .into_iter()
+            .map(|found| match found? {
+                Some(v) => DedupeEntry::decode(&v).map(Some),
+                None => Ok(None),
+            })
+            .collect();
+        (dkeys, stored)
+    }
+
+    /// Run the projector's preparer on every event (the encoder thread does, while the
+    /// writer projects them).
+    fn prepare(&self) {
+        if let Some(prepare) = self.prepare {
+            self.events.iter().for_each(prepare);
+        }
+    }
+
+    /// Do the lookup if no one has claimed it, then encode chunks until none is left.
     fn work(&self) {
+        if !self.lookup_claimed.swap(true, Ordering::Relaxed) {
+            let _ = self.looked_up.set(Self::lookup(&self.db, &self.events));
+        }
         loop {
             let c = self.next.fetch_add(1, Ordering::Relaxed);
             if c >= self.out.len() {
@@ -1335,20 +1455,34 @@ impl EncodeJob {
         }
     }
 
-    /// The encoded events in order, once no one else holds the job. A chunk is missing only
-    /// if the encoder thread died on it; it is encoded here then.
-    fn finish(job: Arc<EncodeJob>) -> Encoded {
-        let job =
-            Arc::try_unwrap(job).unwrap_or_else(|shared| EncodeJob::new(shared.events.clone()));
-        let mut all = Vec::with_capacity(job.events.len());
-        let EncodeJob { events, out, .. } = job;
+    /// The job's results in order, once no one else holds the job. A part is missing only
+    /// if the encoder thread died on it; it is done here then.
+    fn finish(job: Arc<EncodeJob>) -> Prepared {
+        let job = Arc::try_unwrap(job).unwrap_or_else(|shared| {
+            EncodeJob::new(shared.events.clone(), shared.db.clone(), None)
+        });
+        let EncodeJob {
+            events,
+            db,
+            looked_up,
+            out,
+            ..
+        } = job;
+        let (dkeys, stored) = looked_up
+            .into_inner()
+            .unwrap_or_else(|| Self::lookup(&db, &events));
+        let mut encoded = Vec::with_capacity(events.len());
         for (chunk, out) in events.chunks(ENCODE_CHUNK).zip(out) {
             match out.into_inner() {
-                Some(done) => all.extend(done),
-                None => all.extend(Self::encode(chunk)),
+                Some(done) => encoded.extend(done),
+                None => encoded.extend(Self::encode(chunk)),
             }
         }
-        all
+        Prepared {
+            dkeys,
+            stored,
+            encoded,
+        }
     }
 }
 
@@ -1360,6 +1494,7 @@ fn spawn_encoder() -> Option<SyncSender<EncodeMsg>> {
         .name("assetlog-encoder".into())
         .spawn(move || {
             for (job, done) in rx {
+                job.prepare();
                 job.work();
                 // Let go of the job before saying so: the writer then owns it alone.
                 drop(job);
@@ -1612,14 +1747,13 @@ impl Writer {
         txn: &mut Txn<'_>,
         (log_cf, index_cf): (&rocksdb::ColumnFamily, &rocksdb::ColumnFamily),
     ) -> Result<Vec<Appended>> {
-        let mut dkeys: Vec<Vec<u8>> = events
-            .iter()
-            .map(|e| keys::dedupe(e.envelope.deployment, &e.envelope.event_id))
-            .collect();
-        // Encoding and hashing the events overlaps the dedupe lookups: for large requests
-        // the encoder thread starts on chunks of events while this thread looks the ids up,
-        // then both take the chunks left.
-        let job = Arc::new(EncodeJob::new(events.clone()));
+        let first_seq = self.next_seq;
+        // The ids are looked up and the events encoded and hashed together with the encoder
+        // thread, for large requests. Meanwhile this thread projects the views as if every
+        // event were new, which is the usual case; a request with a duplicate is projected
+        // again once the lookups tell which of its events are new.
+        let prepare = self.projector.as_ref().and_then(|p| p.preparer());
+        let job = Arc::new(EncodeJob::new(events.clone(), self.db.clone(), prepare));
         let helped = match &self.encoder {
             Some(tx) if events.len() >= PARALLEL_ENCODE => {
                 let (done_tx, done_rx) = sync_channel(1);
@@ -1627,18 +1761,33 @@ impl Writer {
             }
             _ => None,
         };
-        let stored = multi_get_sorted(&self.db, index_cf, &dkeys);
+        let mut projected = false;
+        if let (Some(p), Some(_)) = (self.projector.as_mut(), &helped) {
+            projected = events
+                .iter()
+                .zip(first_seq..)
+                .try_for_each(|(ev, seq)| p.apply(txn, seq, ev))
+                .is_ok();
+            if !projected {
+                // Projected again below, in order, after the lookups (whose errors come first).
+                txn.rollback();
+            }
+        }
         job.work();
         if let Some(done) = helped {
-            // An error means the encoder died; its chunk is redone below.
+            // An error means the encoder died; its part is redone below.
             let _ = done.recv();
         }
-        let encoded = EncodeJob::finish(job);
-        let mut local: HashMap<&[u8], DedupeEntry, ahash::RandomState> =
+        let Prepared {
+            mut dkeys,
+            stored,
+            encoded,
+        } = EncodeJob::finish(job);
+        let mut local: HashMap<&[u8], DedupeEntry, foldhash::fast::RandomState> =
             HashMap::with_capacity_and_hasher(events.len(), Default::default());
         let mut new_entries = Vec::with_capacity(events.len());
         let mut result = Vec::with_capacity(events.len());
-        let mut seq = self.next_seq;
+        let mut seq = first_seq;
         for (i, (((ev, dkey), stored), (bytes, hash))) in events
             .iter()
             .zip(&dkeys)
@@ -1652,10 +1801,7 @@ impl Writer {
                 .or_else(|| prev_pending.get(dkey))
             {
                 Some(d) => Some(*d),
-                None => match stored? {
-                    Some(v) => Some(DedupeEntry::decode(&v)?),
-                    None => None,
-                },
+                None => stored?,
             };
             match existing {
                 Some(d) if d.hash == hash => result.push(Appended {
@@ -1681,10 +1827,17 @@ impl Writer {
                 }
             }
         }
-        // Views first: a projection error must leave the batch untouched (the txn rolls back).
+        // Views before the log rows: a projection error must leave the batch untouched (the
+        // txn rolls back).
         if let Some(p) = self.projector.as_mut() {
-            for (i, seq, _, _) in &new_entries {
-                p.apply(txn, *seq, &events[*i])?;
+            if projected && new_entries.len() != events.len() {
+                txn.rollback();
+                projected = false;
+            }
+            if !projected {
+                for (i, seq, _, _) in &new_entries {
+                    p.apply(txn, *seq, &events[*i])?;
+                }
             }
             if let Some((_, last, _, _)) = new_entries.last() {
                 p.applied(txn, *last);

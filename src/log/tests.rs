@@ -948,3 +948,17 @@ fn txn_scans_see_both_overlays_in_order_through_writes_and_rollbacks() {
         pairs(&[("k1", "db"), ("k2", "prev"), ("k3", "this")])
     );
 }
+
+#[test]
+fn the_written_filter_never_forgets_a_key_and_rarely_claims_another() {
+    let key = |i: u32| keys::dedupe(1, &format!("event-{i}"));
+    let mut written = txn::Written::with_capacity(10_000);
+    for i in 0..10_000 {
+        written.insert(&key(i));
+    }
+    assert!((0..10_000).all(|i| written.may_contain(&key(i))));
+    let claimed = (10_000..110_000)
+        .filter(|i| written.may_contain(&key(*i)))
+        .count();
+    assert!(claimed < 1_000, "{claimed} of 100,000 keys never inserted");
+}

@@ -128,7 +128,7 @@ struct Slot {
 /// kind, then kept up to date. Every other key costs one hash-map entry.
 #[derive(Default)]
 pub struct Overlay {
-    rows: HashMap<Vec<u8>, Slot, ahash::RandomState>,
+    rows: HashMap<Vec<u8>, Slot, foldhash::fast::RandomState>,
     ordered: RefCell<BTreeMap<u8, BTreeSet<Vec<u8>>>>,
 }
 
@@ -190,11 +190,61 @@ impl Overlay {
 /// (see `Log::clear_views`).
 #[derive(Default)]
 pub struct Memo {
-    rows: HashMap<Vec<u8>, Vec<u8>, ahash::RandomState>,
-    hot: HashMap<Vec<u8>, Row, ahash::RandomState>,
+    rows: HashMap<Vec<u8>, Vec<u8>, foldhash::fast::RandomState>,
+    hot: HashMap<Vec<u8>, Row, foldhash::fast::RandomState>,
+    /// For a replay into empty views: every key written so far. A key that is not in it
+    /// has no row, and its read skips RocksDB.
+    written: Option<Written>,
+}
+
+/// A set of keys as a bloom filter: `may_contain` is never false for an inserted key, and
+/// rarely true for another one (about 0.2% with 16 bits per key).
+pub struct Written {
+    bits: Vec<u64>,
+}
+
+impl Written {
+    const PROBES: u64 = 6;
+
+    /// Room for about `keys` keys at 16 bits each, within 2^30 bits (128 MB).
+    pub fn with_capacity(keys: usize) -> Written {
+        let bits = (keys.saturating_mul(16))
+            .clamp(1 << 16, 1 << 30)
+            .next_power_of_two();
+        Written {
+            bits: vec![0; bits / 64],
+        }
+    }
+
+    /// The probes of `key` in a filter of `bits` bits: bit positions by double hashing.
+    fn probes(bits: usize, key: &[u8]) -> impl Iterator<Item = usize> {
+        let h = xxhash_rust::xxh3::xxh3_64(key);
+        let (a, b) = (h & 0xffff_ffff, (h >> 32) | 1);
+        let mask = (bits - 1) as u64;
+        (0..Self::PROBES).map(move |i| (a.wrapping_add(i.wrapping_mul(b)) & mask) as usize)
+    }
+
+    pub fn insert(&mut self, key: &[u8]) {
+        for p in Self::probes(self.bits.len() * 64, key) {
+            self.bits[p / 64] |= 1 << (p % 64);
+        }
+    }
+
+    pub fn may_contain(&self, key: &[u8]) -> bool {
+        Self::probes(self.bits.len() * 64, key).all(|p| self.bits[p / 64] & (1 << (p % 64)) != 0)
+    }
 }
 
 impl Memo {
+    /// A memo for replaying about `events` events into empty views (see [`Written`]).
+    pub fn for_empty_views(events: usize) -> Memo {
+        Memo {
+            // A handful of view rows per event.
+            written: Some(Written::with_capacity(events.saturating_mul(6))),
+            ..Memo::default()
+        }
+    }
+
     /// Most rows remembered in each map; beyond it that map starts over.
     const CAPACITY: usize = 1 << 20;
     const HOT_CAPACITY: usize = 1 << 18;
@@ -256,6 +306,17 @@ impl<'a> Txn<'a> {
         Txn { prev, ..self }
     }
 
+    /// Whether `key` certainly has no row in RocksDB: the txn replays into empty views and
+    /// has never written it.
+    fn unwritten(&self, key: &[u8]) -> bool {
+        self.memo.is_some_and(|m| {
+            m.borrow()
+                .written
+                .as_ref()
+                .is_some_and(|w| !w.may_contain(key))
+        })
+    }
+
     /// The row at `key` in this txn's overlays, if either has it.
     fn staged(&self, key: &[u8]) -> Option<&Row> {
         self.overlay.row(key).or_else(|| self.prev.row(key))
@@ -264,13 +325,27 @@ impl<'a> Txn<'a> {
     /// [`Txn::get`] for a row that is never changed or deleted once written (the caller
     /// promises): answered from the memo when it can be.
     pub fn get_immutable(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.read_immutable(key, <[u8]>::to_vec)
+    }
+
+    /// [`Txn::get_immutable`], handing `read` the row's bytes where they lie.
+    pub fn read_immutable<R>(
+        &self,
+        key: &[u8],
+        read: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>> {
         // A remembered row is committed and never changes: no overlay can hold another
         // value for it, so the memo answers first.
-        if let Some(v) = self.memo.and_then(|m| m.borrow().rows.get(key).cloned()) {
-            return Ok(Some(v));
+        if let Some(memo) = self.memo {
+            if let Some(v) = memo.borrow().rows.get(key) {
+                return Ok(Some(read(v)));
+            }
         }
         if let Some(row) = self.staged(key) {
-            return Ok(row.with_bytes(|v| v.map(<[u8]>::to_vec)));
+            return Ok(row.with_bytes(|v| v.map(read)));
+        }
+        if self.unwritten(key) {
+            return Ok(None);
         }
         let found = self.db.get_cf(self.cf, key)?;
         if let (Some(memo), Some(v)) = (self.memo, &found) {
@@ -280,15 +355,12 @@ impl<'a> Txn<'a> {
             }
             memo.rows.insert(key.to_vec(), v.clone());
         }
-        Ok(found)
+        Ok(found.map(|v| read(&v)))
     }
 
     /// Is there a row at `key`, which is never changed or deleted once written?
     pub fn contains_immutable(&self, key: &[u8]) -> Result<bool> {
-        if self.memo.is_some_and(|m| m.borrow().rows.contains_key(key)) {
-            return Ok(true);
-        }
-        Ok(self.get_immutable(key)?.is_some())
+        Ok(self.read_immutable(key, |_| ())?.is_some())
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -305,6 +377,9 @@ impl<'a> Txn<'a> {
                 return Ok(row.with_bytes(read));
             }
         }
+        if self.unwritten(key) {
+            return Ok(read(None));
+        }
         Ok(read(self.db.get_pinned_cf(self.cf, key)?.as_deref()))
     }
 
@@ -319,7 +394,10 @@ impl<'a> Txn<'a> {
                 return row.with_typed(read);
             }
         }
-        let found = self.db.get_pinned_cf(self.cf, key)?;
+        let found = match self.unwritten(key) {
+            true => None,
+            false => self.db.get_pinned_cf(self.cf, key)?,
+        };
         let value = found.map(|v| T::decode(&v)).transpose()?;
         let out = read(value.as_ref());
         if let Some(memo) = self.memo {
@@ -361,6 +439,7 @@ impl<'a> Txn<'a> {
                 // and gives it back to the memo once its group is written. (A rollback
                 // leaves the memo without it: the next read goes to RocksDB.)
                 Some(row) => take_typed(row)?,
+                None if self.unwritten(key) => None,
                 None => self
                     .db
                     .get_pinned_cf(self.cf, key)?
@@ -485,7 +564,11 @@ impl<'a> Txn<'a> {
             ..
         } = self;
         if let Some(memo) = memo {
-            memo.borrow_mut().absorb(prev);
+            let mut memo = memo.borrow_mut();
+            memo.absorb(prev);
+            if let Some(written) = &mut memo.written {
+                overlay.rows.keys().for_each(|k| written.insert(k));
+            }
         }
         let mut sorted: Vec<(&Vec<u8>, &Slot)> = overlay.rows.iter().collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));

@@ -451,14 +451,33 @@ impl Projector for Views {
             seq.to_be_bytes().to_vec(),
         );
     }
+
+    fn preparer(&self) -> Option<fn(&Event)> {
+        Some(prepare)
+    }
+}
+
+/// What [`Views`] can do for an event before applying it, on another thread: hash its table
+/// schemas (each one is kept with its schema, see [`schema::hash`]).
+fn prepare(ev: &Event) {
+    let schemas = |m: &crate::event::Metadata| {
+        if let Some(s) = m.column_schema() {
+            schema::hash(s);
+        }
+    };
+    match &ev.body {
+        EventBody::AssetMaterialization(a) | EventBody::AssetObservation(a) => schemas(&a.metadata),
+        EventBody::Definitions(d) => d.assets.iter().for_each(|a| schemas(&a.metadata)),
+        _ => {}
+    }
 }
 
 /// The asset id of `key` in `dep`, creating it if new.
 pub fn intern(txn: &mut Txn<'_>, dep: DeploymentId, key: &crate::event::AssetKey) -> Result<u64> {
     let k = K::new(keys::ASSET_ID, dep).asset_key(key).build();
     // An asset's id never changes once assigned.
-    if let Some(v) = txn.get_immutable(&k)? {
-        return Ok(keys::tail_u64(&v));
+    if let Some(id) = txn.read_immutable(&k, keys::tail_u64)? {
+        return Ok(id);
     }
     let counter = K::global(keys::NEXT_ASSET_ID).build();
     let id = txn.get(&counter)?.map(|v| keys::tail_u64(&v)).unwrap_or(1);
@@ -514,7 +533,9 @@ pub fn open(
         let applied = meta_u64(log.db(), keys::APPLIED_SEQ)?.unwrap_or(0);
         if applied < last {
             tracing::info!(applied, last, "catching views up with the log");
-            log.replay(&mut Views, applied + 1, last, |s| progress(s, last))?;
+            log.replay(&mut Views, (applied + 1, last), false, |s| {
+                progress(s, last)
+            })?;
         }
     }
     Ok(Arc::new(log))
@@ -524,7 +545,7 @@ pub fn open(
 pub fn rebuild(log: &Log, mut progress: impl FnMut(Seq, Seq)) -> Result<()> {
     log.clear_views()?;
     let last = log.last_seq();
-    log.replay(&mut Views, 1, last, |s| progress(s, last))?;
+    log.replay(&mut Views, (1, last), true, |s| progress(s, last))?;
     let views = log.db().cf_handle(cf::VIEWS).expect("created at open");
     let mut wo = rocksdb::WriteOptions::default();
     wo.set_sync(true);

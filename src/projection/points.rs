@@ -55,7 +55,7 @@ fn record(
     let mut m = Measurements {
         row_count: if numeric { metadata.row_count() } else { None },
         schema: match metadata.column_schema() {
-            Some(s) => Some(schema::store(txn, (dep, id), s)?),
+            Some(s) => Some(schema::store(txn, dep, s)?),
             None => None,
         },
         numeric: Vec::new(),

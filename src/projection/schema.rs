@@ -9,48 +9,15 @@ use super::{points, Result, Rows};
 use crate::event::{AssetKey, DeploymentId, Seq, TableColumn, TableSchema};
 use crate::log::Txn;
 
-/// The content hash of a schema (xxh3 of its stored bytes).
+/// The content hash of a schema (xxh3 of its stored bytes), taken once per schema value
+/// (see [`TableSchema::hash_with`]).
 pub fn hash(schema: &TableSchema) -> u64 {
-    super::with_encoded(schema, xxhash_rust::xxh3::xxh3_64)
-}
-
-/// The hash of `schema`, the schema that the asset `asset` reported. An asset's schema
-/// rarely changes, so the last schema of each asset and its hash are remembered: comparing
-/// columns is cheaper than encoding the schema to hash it (about a tenth of the writer's
-/// time with views). Only a cache of a pure function: it is never wrong, whatever is rolled
-/// back or rebuilt.
-fn hash_of_asset(dep: DeploymentId, asset: u64, schema: &TableSchema) -> u64 {
-    type Last =
-        std::collections::HashMap<(DeploymentId, u64), (TableSchema, u64), ahash::RandomState>;
-    /// Assets remembered per thread at most (a 10-column schema takes about 2 KB); beyond
-    /// it the cache starts over.
-    const CAPACITY: usize = 1 << 14;
-    thread_local! {
-        static LAST: std::cell::RefCell<Last> = std::cell::RefCell::default();
-    }
-    LAST.with(|last| {
-        let mut last = last.borrow_mut();
-        if let Some((s, h)) = last.get(&(dep, asset)) {
-            if s == schema {
-                return *h;
-            }
-        }
-        let h = hash(schema);
-        if last.len() >= CAPACITY {
-            last.clear();
-        }
-        last.insert((dep, asset), (schema.clone(), h));
-        h
-    })
+    schema.hash_with(|s| super::with_encoded(s, xxhash_rust::xxh3::xxh3_64))
 }
 
 /// Store `schema`, reported by the asset `asset`, under its hash (once) and return the hash.
-pub fn store(
-    txn: &mut Txn<'_>,
-    (dep, asset): (DeploymentId, u64),
-    schema: &TableSchema,
-) -> Result<u64> {
-    let h = hash_of_asset(dep, asset, schema);
+pub fn store(txn: &mut Txn<'_>, dep: DeploymentId, schema: &TableSchema) -> Result<u64> {
+    let h = hash(schema);
     let skey = K::new(keys::SCHEMA, dep).u64(h).build();
     // Content-addressed: a schema row never changes once written.
     if !txn.contains_immutable(&skey)? {
@@ -203,20 +170,24 @@ mod tests {
     use crate::event::sample::table_schema;
 
     #[test]
-    fn the_remembered_hash_follows_every_change_of_an_assets_schema() {
+    fn a_kept_hash_is_the_hash_of_the_schema_and_a_changed_clone_gets_its_own() {
         let a = table_schema(10);
+        let uncached = |s: &TableSchema| super::super::with_encoded(s, xxhash_rust::xxh3::xxh3_64);
+        // Hashed first on another thread, as the writer's helper does.
+        let from_helper = std::thread::scope(|t| t.spawn(|| hash(&a)).join().unwrap());
+        assert_eq!(from_helper, uncached(&a));
+        assert_eq!(hash(&a), uncached(&a));
         let mut b = a.clone();
         b.columns[3].nullable = !b.columns[3].nullable;
         let mut c = b.clone();
         c.constraints.push("pk(column_0)".into());
+        for s in [&b, &c] {
+            assert_eq!(hash(s), uncached(s));
+        }
         assert_ne!(hash(&a), hash(&b));
         assert_ne!(hash(&b), hash(&c));
-        // The same asset reporting a, b, c, a, c in turn, and another asset reporting b.
-        for s in [&a, &b, &c, &a, &c] {
-            assert_eq!(hash_of_asset(1, 7, s), hash(s));
-        }
-        assert_eq!(hash_of_asset(1, 8, &b), hash(&b));
-        assert_eq!(hash_of_asset(2, 7, &a), hash(&a));
-        assert_eq!(hash_of_asset(1, 7, &c), hash(&c));
+        // Equal schemas hash alike, whether or not one of them has its hash kept.
+        assert_eq!(hash(&table_schema(10)), hash(&a));
+        assert_eq!(table_schema(10), a);
     }
 }

@@ -25,8 +25,8 @@ fn golden_materialization() -> Event {
                 },
                 MetadataEntry {
                     label: "dagster/column_schema".into(),
-                    value: MetadataValue::TableSchema(TableSchema {
-                        columns: vec![TableColumn {
+                    value: MetadataValue::TableSchema(TableSchema::new(
+                        vec![TableColumn {
                             name: "id".into(),
                             data_type: "int".into(),
                             description: None,
@@ -35,8 +35,8 @@ fn golden_materialization() -> Event {
                             other_constraints: vec![],
                             tags: vec![],
                         }],
-                        constraints: vec![],
-                    }),
+                        vec![],
+                    )),
                 },
             ]),
             tags: vec![("dagster/data_version".into(), "v1".into())],
