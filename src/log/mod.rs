@@ -251,15 +251,10 @@ fn views_options_file() -> String {
 }
 
 /// The views' column family, with [`views_options_file`]: the Rust bindings have no setter
-/// for the insert hint, so the options are loaded from that file, written to a scratch
-/// directory for the purpose.
-fn views_descriptor() -> Result<ColumnFamilyDescriptor> {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "assetlog-options-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+/// for the insert hint, so the options are loaded from that file, written for the purpose
+/// to a scratch directory in the store's (removed before RocksDB opens the store).
+fn views_descriptor(store: &Path) -> Result<ColumnFamilyDescriptor> {
+    let dir = store.join(format!(".views-options-{}", std::process::id()));
     let io = |e: std::io::Error| Error::ViewsOptions(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(&dir).map_err(io)?;
     let loaded = std::fs::write(dir.join("OPTIONS-000001"), views_options_file())
@@ -298,7 +293,7 @@ impl Log {
             .filter(|n| **n != cf::VIEWS)
             .map(|n| ColumnFamilyDescriptor::new(*n, cf_options(n)))
             .collect();
-        descriptors.push(views_descriptor()?);
+        descriptors.push(views_descriptor(&path)?);
         let db = Arc::new(DB::open_cf_descriptors(&db_options(), &path, descriptors)?);
         if let Some(old) = format::check_or_init(&db, &path)? {
             migrate(&db, old)?;

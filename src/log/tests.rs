@@ -962,3 +962,32 @@ fn the_written_filter_never_forgets_a_key_and_rarely_claims_another() {
         .count();
     assert!(claimed < 1_000, "{claimed} of 100,000 keys never inserted");
 }
+
+/// The views' options come from an options file; RocksDB records the options it opened the
+/// store with, and the views' must be there (a misspelt one would have failed the open).
+#[test]
+fn the_views_open_with_their_insert_hint_and_leave_no_scratch_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    drop(log);
+    let mut views = None;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(!name.starts_with(".views-options"), "left behind: {name}");
+        if name.starts_with("OPTIONS-") {
+            let text = std::fs::read_to_string(dir.path().join(&name)).unwrap();
+            let start = text.find("[CFOptions \"views\"]").expect("a views section");
+            let end = text[start..].find("[TableOptions").unwrap() + start;
+            views = Some(text[start..end].to_string());
+        }
+    }
+    let views = views.expect("an OPTIONS file");
+    for line in [
+        "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1",
+        &format!("write_buffer_size={VIEWS_MEMTABLE}"),
+        "compression=kLZ4Compression",
+        "max_write_buffer_number=4",
+    ] {
+        assert!(views.contains(line), "{line} not in {views}");
+    }
+}
