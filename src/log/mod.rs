@@ -1349,9 +1349,10 @@ fn spawn_committer(
     Ok((tx, handle))
 }
 
-/// The work on one request's events that the views do not need: looking their ids up in the
-/// dedupe index (once, by whoever claims it first), and encoding and hashing them, in chunks
-/// that the writer and the encoder thread claim in turn.
+/// The work on one request's events besides projecting them: the projector's preparer (on
+/// the encoder thread), looking their ids up in the dedupe index (once, by whoever claims it
+/// first), and encoding and hashing them, in chunks that the writer and the encoder thread
+/// claim in turn.
 struct EncodeJob {
     events: Arc<Vec<Event>>,
     /// The projector's [`Projector::preparer`], which the encoder thread runs first.
@@ -1372,9 +1373,9 @@ type Lookup = (Vec<Vec<u8>>, Vec<Result<Option<DedupeEntry>>>);
 /// What the encoder thread receives: a job, and where to say it has stopped working on it.
 type EncodeMsg = (Arc<EncodeJob>, SyncSender<()>);
 
-/// A finished [`EncodeJob`]: per event, its dedupe key, what the index has for it, and its
+/// What a finished [`EncodeJob`] hands back: per event, its dedupe key, what the index has for it, and its
 /// stored bytes and hash.
-struct Prepared {
+struct Finished {
     dkeys: Vec<Vec<u8>>,
     stored: Vec<Result<Option<DedupeEntry>>>,
     encoded: Encoded,
@@ -1452,7 +1453,7 @@ impl EncodeJob {
 
     /// The job's results in order, once no one else holds the job. A part is missing only
     /// if the encoder thread died on it; it is done here then.
-    fn finish(job: Arc<EncodeJob>) -> Prepared {
+    fn finish(job: Arc<EncodeJob>) -> Finished {
         let job = Arc::try_unwrap(job).unwrap_or_else(|shared| {
             EncodeJob::new(shared.events.clone(), shared.db.clone(), None)
         });
@@ -1473,7 +1474,7 @@ impl EncodeJob {
                 None => encoded.extend(Self::encode(chunk)),
             }
         }
-        Prepared {
+        Finished {
             dkeys,
             stored,
             encoded,
@@ -1773,7 +1774,7 @@ impl Writer {
             // An error means the encoder died; its part is redone below.
             let _ = done.recv();
         }
-        let Prepared {
+        let Finished {
             mut dkeys,
             stored,
             encoded,
