@@ -986,7 +986,8 @@ fn the_views_open_with_their_insert_hint_and_leave_no_scratch_behind() {
         "memtable_insert_with_hint_prefix_extractor=rocksdb.FixedPrefix.1",
         &format!("write_buffer_size={VIEWS_MEMTABLE}"),
         "compression=kLZ4Compression",
-        "max_write_buffer_number=4",
+        &format!("max_write_buffer_number={VIEWS_MEMTABLES_MAX}"),
+        &format!("min_write_buffer_number_to_merge={VIEWS_MEMTABLES_MERGED}"),
     ] {
         assert!(views.contains(line), "{line} not in {views}");
     }
