@@ -75,6 +75,13 @@ pub trait Projector: Send + 'static {
     fn preparer(&self) -> Option<fn(&Event)> {
         None
     }
+
+    /// Kinds of view rows (their keys' first byte) that `apply` only writes or scans, never
+    /// reads by key: a replay into empty views need not remember which of them it wrote.
+    /// (A kind listed wrongly costs only speed: its reads then go to RocksDB.)
+    fn unread_kinds(&self) -> &'static [u8] {
+        &[]
+    }
 }
 
 /// Column family names.
@@ -633,7 +640,10 @@ impl Log {
         };
         memtable(VIEWS_REPLAY_MEMTABLE)?;
         let memo = match views_empty {
-            true => Memo::for_empty_views(to.saturating_sub(from) as usize + 1),
+            true => Memo::for_empty_views(
+                to.saturating_sub(from) as usize + 1,
+                projector.unread_kinds(),
+            ),
             false => Memo::default(),
         };
         let replayed = self.replay_chunks(projector, from, to, memo, progress);

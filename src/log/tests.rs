@@ -952,7 +952,8 @@ fn txn_scans_see_both_overlays_in_order_through_writes_and_rollbacks() {
 #[test]
 fn the_written_filter_never_forgets_a_key_and_rarely_claims_another() {
     let key = |i: u32| keys::dedupe(1, &format!("event-{i}"));
-    let mut written = txn::Written::with_capacity(10_000);
+    let unkept = 0x7f;
+    let mut written = txn::Written::with_capacity(10_000, &[unkept]);
     for i in 0..10_000 {
         written.insert(&key(i));
     }
@@ -961,6 +962,8 @@ fn the_written_filter_never_forgets_a_key_and_rarely_claims_another() {
         .filter(|i| written.may_contain(&key(*i)))
         .count();
     assert!(claimed < 1_000, "{claimed} of 100,000 keys never inserted");
+    // A kind it does not keep: never known to be unwritten.
+    assert!(written.may_contain(&[unkept, 1, 2, 3]));
 }
 
 /// The views' options come from an options file; RocksDB records the options it opened the

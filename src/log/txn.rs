@@ -208,6 +208,9 @@ pub struct Memo {
 /// in one 64-byte block, so a lookup or an insert touches one cache line, not six.
 pub struct Written {
     blocks: Vec<Block>,
+    /// The kinds (first key bytes) of the keys it keeps, a bit each; a key of another kind
+    /// is never inserted and may always be contained.
+    kept: [u64; 4],
 }
 
 /// 512 bits, one cache line.
@@ -218,14 +221,25 @@ struct Block([u64; 8]);
 impl Written {
     const PROBES: u32 = 6;
 
-    /// Room for about `keys` keys at 16 bits each, within 2^30 bits (128 MB).
-    pub fn with_capacity(keys: usize) -> Written {
+    /// Room for about `keys` keys at 16 bits each, within 2^30 bits (128 MB), of any kind
+    /// but those in `unkept`.
+    pub fn with_capacity(keys: usize, unkept: &[u8]) -> Written {
         let bits = (keys.saturating_mul(16))
             .clamp(1 << 16, 1 << 30)
             .next_power_of_two();
+        let mut kept = [u64::MAX; 4];
+        for k in unkept {
+            kept[usize::from(k / 64)] &= !(1 << (k % 64));
+        }
         Written {
             blocks: vec![Block([0; 8]); bits / 512],
+            kept,
         }
+    }
+
+    fn keeps(&self, key: &[u8]) -> bool {
+        let k = kind(key);
+        self.kept[usize::from(k / 64)] & (1 << (k % 64)) != 0
     }
 
     /// The block of `key` (the hash's high half) and the bit positions of its probes in the
@@ -241,6 +255,9 @@ impl Written {
     }
 
     pub fn insert(&mut self, key: &[u8]) {
+        if !self.keeps(key) {
+            return;
+        }
         let (b, probes) = self.probes(key);
         let block = &mut self.blocks[b].0;
         for p in probes {
@@ -249,6 +266,9 @@ impl Written {
     }
 
     pub fn may_contain(&self, key: &[u8]) -> bool {
+        if !self.keeps(key) {
+            return true;
+        }
         let (b, mut probes) = self.probes(key);
         let block = &self.blocks[b].0;
         probes.all(|p| block[p / 64] & (1 << (p % 64)) != 0)
@@ -256,11 +276,12 @@ impl Written {
 }
 
 impl Memo {
-    /// A memo for replaying about `events` events into empty views (see [`Written`]).
-    pub fn for_empty_views(events: usize) -> Memo {
+    /// A memo for replaying about `events` events into empty views (see [`Written`]), whose
+    /// projector never reads a row of the `unread` kinds by its key.
+    pub fn for_empty_views(events: usize, unread: &[u8]) -> Memo {
         Memo {
             // A handful of view rows per event.
-            written: Some(Written::with_capacity(events.saturating_mul(6))),
+            written: Some(Written::with_capacity(events.saturating_mul(6), unread)),
             ..Memo::default()
         }
     }
@@ -610,9 +631,23 @@ impl<'a> Txn<'a> {
                 overlay.rows.keys().for_each(|k| written.insert(k));
             }
         }
-        let mut sorted: Vec<(&Vec<u8>, &Slot)> = overlay.rows.iter().collect();
-        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (k, slot) in sorted {
+        // Sorted by the keys' first 24 bytes held inline (zero-padded, which orders as the
+        // bytes do), then by the whole keys: most comparisons then read no key.
+        let mut sorted: Vec<(u128, u64, &Vec<u8>, &Slot)> = overlay
+            .rows
+            .iter()
+            .map(|(k, slot)| {
+                let mut head = [0u8; 24];
+                let n = k.len().min(24);
+                head[..n].copy_from_slice(&k[..n]);
+                let (hi, lo) = head.split_at(16);
+                let hi = u128::from_be_bytes(hi.try_into().expect("16 bytes"));
+                let lo = u64::from_be_bytes(lo.try_into().expect("8 bytes"));
+                (hi, lo, k, slot)
+            })
+            .collect();
+        sorted.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.cmp(b.2)));
+        for (_, _, k, slot) in sorted {
             slot.row.put_into(batch, cf, k);
         }
         overlay

@@ -455,6 +455,21 @@ impl Projector for Views {
     fn preparer(&self) -> Option<fn(&Event)> {
         Some(prepare)
     }
+
+    /// Histories, series and indexes, which the views only scan: most of a replay's rows.
+    fn unread_kinds(&self) -> &'static [u8] {
+        &[
+            keys::MATERIALIZATIONS,
+            keys::PARTITION_MATERIALIZATIONS,
+            keys::OBSERVATIONS,
+            keys::RUN_PLANNED,
+            keys::ROW_COUNTS,
+            keys::POINTS,
+            keys::RUNS_BY_STATUS,
+            keys::RUNS_BY_TIME,
+            keys::BACKFILL_RUNS,
+        ]
+    }
 }
 
 /// What [`Views`] can do for an event before applying it, on another thread: hash its table
