@@ -204,7 +204,7 @@ fn db_options() -> Options {
     // about one core of two busy; a flush or compaction that takes a core from it
     // lengthens the chain, where at low priority it runs in the gaps. Under saturation
     // they still get their turn: a memtable or level 0 that fills up stalls writes until
-    // they do. (11-13% more ingest with views, in paired runs.)
+    // they do. (Views ingest: median 3% higher over eight paired runs; see BENCHMARKS.md.)
     if let Ok(mut env) = rocksdb::Env::new() {
         env.lower_thread_pool_cpu_priority();
         env.lower_high_priority_thread_pool_cpu_priority();
@@ -215,7 +215,7 @@ fn db_options() -> Options {
 
 /// The views' memtable while appending (see [`views_options_file`]) and while replaying.
 /// Inserts go into one small memtable, whose skiplist stays in cache (a 16 MB one took
-/// 2.5-3.3 ms to take a group of 1,000 events; a 2 MB one, 0.9-1.1 ms). Full ones are
+/// 2.7-3.4 ms to take a group of 1,000 events; a 2 MB one, 0.9-1.2 ms). Full ones are
 /// flushed [`VIEWS_MEMTABLES_MERGED`] at a time, into one file: as few and as large level-0
 /// files as one large memtable gave, and no more compaction. A replay writes nothing but
 /// views, and larger flushes mean less compaction of rows it overwrites again and again.

@@ -137,6 +137,30 @@ fn kind(key: &[u8]) -> u8 {
     key.first().copied().unwrap_or(0)
 }
 
+/// A set of key kinds, a bit each.
+#[derive(Default, Clone, Copy)]
+struct Kinds([u64; 4]);
+
+impl Kinds {
+    fn all() -> Kinds {
+        Kinds([u64::MAX; 4])
+    }
+
+    fn insert(&mut self, k: u8) {
+        self.0[usize::from(k / 64)] |= 1 << (k % 64);
+    }
+
+    fn remove(&mut self, k: u8) {
+        self.0[usize::from(k / 64)] &= !(1 << (k % 64));
+    }
+
+    /// Whether the kind of `key` is in the set.
+    fn has_kind_of(&self, key: &[u8]) -> bool {
+        let k = kind(key);
+        self.0[usize::from(k / 64)] & (1 << (k % 64)) != 0
+    }
+}
+
 impl Overlay {
     pub fn clear(&mut self) {
         self.rows.clear();
@@ -195,22 +219,22 @@ pub struct Memo {
     /// For a replay into empty views: every key written so far. A key that is not in it
     /// has no row, and its read skips RocksDB.
     written: Option<Written>,
-    /// The kinds (first key bytes) of the keys ever put in `hot`, a bit each: a row of
-    /// another kind cannot be there, and [`Memo::absorb`] does not look.
-    hot_kinds: [u64; 4],
+    /// The kinds of the keys ever put in `hot`: a row of another kind cannot be there, and
+    /// [`Memo::absorb`] does not look.
+    hot_kinds: Kinds,
     /// An absorbed overlay, emptied, whose table the next txn takes (a group's table grown
     /// afresh every time costs rehashing and page faults on the writer's path).
     spare: Overlay,
 }
 
 /// A set of keys as a blocked bloom filter: `may_contain` is never false for an inserted key,
-/// and rarely true for another one (about 0.3% at 16 bits per key). A key's probes all lie
+/// and rarely true for another one (a fraction of a percent at 16 bits per key). A key's probes all lie
 /// in one 64-byte block, so a lookup or an insert touches one cache line, not six.
 pub struct Written {
     blocks: Vec<Block>,
-    /// The kinds (first key bytes) of the keys it keeps, a bit each; a key of another kind
-    /// is never inserted and may always be contained.
-    kept: [u64; 4],
+    /// The kinds of the keys it keeps; a key of another kind is never inserted and may
+    /// always be contained.
+    kept: Kinds,
 }
 
 /// 512 bits, one cache line.
@@ -227,19 +251,12 @@ impl Written {
         let bits = (keys.saturating_mul(16))
             .clamp(1 << 16, 1 << 30)
             .next_power_of_two();
-        let mut kept = [u64::MAX; 4];
-        for k in unkept {
-            kept[usize::from(k / 64)] &= !(1 << (k % 64));
-        }
+        let mut kept = Kinds::all();
+        unkept.iter().for_each(|k| kept.remove(*k));
         Written {
             blocks: vec![Block([0; 8]); bits / 512],
             kept,
         }
-    }
-
-    fn keeps(&self, key: &[u8]) -> bool {
-        let k = kind(key);
-        self.kept[usize::from(k / 64)] & (1 << (k % 64)) != 0
     }
 
     /// The block of `key` (the hash's high half) and the bit positions of its probes in the
@@ -255,7 +272,7 @@ impl Written {
     }
 
     pub fn insert(&mut self, key: &[u8]) {
-        if !self.keeps(key) {
+        if !self.kept.has_kind_of(key) {
             return;
         }
         let (b, probes) = self.probes(key);
@@ -266,7 +283,7 @@ impl Written {
     }
 
     pub fn may_contain(&self, key: &[u8]) -> bool {
-        if !self.keeps(key) {
+        if !self.kept.has_kind_of(key) {
             return true;
         }
         let (b, mut probes) = self.probes(key);
@@ -294,14 +311,8 @@ impl Memo {
         if self.hot.len() >= Memo::HOT_CAPACITY {
             self.hot.clear();
         }
-        let k = kind(&key);
-        self.hot_kinds[usize::from(k / 64)] |= 1 << (k % 64);
+        self.hot_kinds.insert(kind(&key));
         self.hot.insert(key, row);
-    }
-
-    fn may_be_hot(&self, key: &[u8]) -> bool {
-        let k = kind(key);
-        self.hot_kinds[usize::from(k / 64)] & (1 << (k % 64)) != 0
     }
 
     /// Take in a group's overlay once the group is written: its records (decoded) and its
@@ -311,7 +322,7 @@ impl Memo {
         for (k, slot) in written.rows.drain() {
             if matches!(slot.row, Row::Record(_)) {
                 self.remember_hot(k, slot.row);
-            } else if self.may_be_hot(&k) {
+            } else if self.hot_kinds.has_kind_of(&k) {
                 if let Some(hot) = self.hot.get_mut(&k) {
                     *hot = slot.row;
                 }
