@@ -217,7 +217,7 @@ fn db_options() -> Options {
 /// Inserts go into one small memtable, whose skiplist stays in cache (a 16 MB one took
 /// 2.7-3.4 ms to take a group of 1,000 events; a 2 MB one, 0.9-1.2 ms). Full ones are
 /// flushed [`VIEWS_MEMTABLES_MERGED`] at a time, into one file: as few and as large level-0
-/// files as one large memtable gave, and no more compaction. A replay writes nothing but
+/// files as one 16 MB memtable gave. A replay writes nothing but
 /// views, and larger flushes mean less compaction of rows it overwrites again and again.
 const VIEWS_MEMTABLE: usize = 2 << 20;
 const VIEWS_REPLAY_MEMTABLE: usize = 8 << 20;
@@ -1403,8 +1403,8 @@ type Lookup = (Vec<Vec<u8>>, Vec<Result<Option<DedupeEntry>>>);
 /// What the encoder thread receives: a job, and where to say it has stopped working on it.
 type EncodeMsg = (Arc<EncodeJob>, SyncSender<()>);
 
-/// What a finished [`EncodeJob`] hands back: per event, its dedupe key, what the index has for it, and its
-/// stored bytes and hash.
+/// What a finished [`EncodeJob`] hands back: per event, its dedupe key, what the index has
+/// for it, and its stored bytes and hash.
 struct Finished {
     dkeys: Vec<Vec<u8>>,
     stored: Vec<Result<Option<DedupeEntry>>>,

@@ -15,7 +15,7 @@ pub fn hash(schema: &TableSchema) -> u64 {
     schema.hash_with(|s| super::with_encoded(s, xxhash_rust::xxh3::xxh3_64))
 }
 
-/// Store `schema`, reported by the asset `asset`, under its hash (once) and return the hash.
+/// Store `schema` under its hash (once) and return the hash.
 pub fn store(txn: &mut Txn<'_>, dep: DeploymentId, schema: &TableSchema) -> Result<u64> {
     let h = hash(schema);
     let skey = K::new(keys::SCHEMA, dep).u64(h).build();
