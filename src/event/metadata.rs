@@ -60,7 +60,7 @@ pub enum MetadataValue {
         /// Each record as JSON object text.
         records: Vec<String>,
     },
-    TableSchema(TableSchema),
+    TableSchema(SharedSchema),
     ColumnLineage(ColumnLineage),
     Null,
     CodeReferences(Vec<CodeReference>),
@@ -166,6 +166,221 @@ impl std::fmt::Debug for HashSlot {
     }
 }
 
+/// A [`TableSchema`] shared between the events that carry the same one.
+///
+/// Most events of an asset repeat its schema: decoding one (from the log) borrows its
+/// strings first and, when this thread decoded an equal schema lately, shares that one,
+/// with its content hash already taken, instead of building another ten columns of strings.
+/// Stored exactly as a [`TableSchema`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SharedSchema(std::sync::Arc<TableSchema>);
+
+impl From<TableSchema> for SharedSchema {
+    fn from(s: TableSchema) -> SharedSchema {
+        SharedSchema(std::sync::Arc::new(s))
+    }
+}
+
+impl std::ops::Deref for SharedSchema {
+    type Target = TableSchema;
+    fn deref(&self) -> &TableSchema {
+        &self.0
+    }
+}
+
+impl AsRef<TableSchema> for SharedSchema {
+    fn as_ref(&self) -> &TableSchema {
+        &self.0
+    }
+}
+
+impl Serialize for SharedSchema {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedSchema {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SharedSchema, D::Error> {
+        let schema = shared::SchemaRef::deserialize(d)?;
+        Ok(shared::share(&schema))
+    }
+}
+
+/// The borrowed form of a [`TableSchema`] and the per-thread set of recent schemas.
+mod shared {
+    use std::borrow::Cow;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use serde::Deserialize;
+
+    use super::{SharedSchema, TableColumn, TableSchema};
+
+    /// A string borrowed from the input where the deserializer allows it.
+    #[derive(Debug)]
+    pub(super) struct Str<'a>(Cow<'a, str>);
+
+    impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Str<'a>, D::Error> {
+            struct V<'a>(std::marker::PhantomData<&'a ()>);
+            impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+                type Value = Str<'a>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a string")
+                }
+                fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Str<'a>, E> {
+                    Ok(Str(Cow::Borrowed(v)))
+                }
+                fn visit_str<E>(self, v: &str) -> Result<Str<'a>, E> {
+                    Ok(Str(Cow::Owned(v.to_owned())))
+                }
+                fn visit_string<E>(self, v: String) -> Result<Str<'a>, E> {
+                    Ok(Str(Cow::Owned(v)))
+                }
+            }
+            d.deserialize_str(V(std::marker::PhantomData))
+        }
+    }
+
+    impl Str<'_> {
+        fn is(&self, s: &str) -> bool {
+            self.0 == s
+        }
+        fn owned(&self) -> String {
+            self.0.clone().into_owned()
+        }
+    }
+
+    /// [`TableColumn`], field for field (the stored layout is the same).
+    #[derive(Debug, Deserialize)]
+    pub(super) struct ColumnRef<'a> {
+        #[serde(borrow)]
+        name: Str<'a>,
+        #[serde(borrow)]
+        data_type: Str<'a>,
+        #[serde(borrow)]
+        description: Option<Str<'a>>,
+        nullable: bool,
+        unique: bool,
+        #[serde(borrow)]
+        other_constraints: Vec<Str<'a>>,
+        #[serde(borrow)]
+        tags: Vec<(Str<'a>, Str<'a>)>,
+    }
+
+    /// [`TableSchema`], field for field.
+    #[derive(Debug, Deserialize)]
+    pub(super) struct SchemaRef<'a> {
+        #[serde(borrow)]
+        columns: Vec<ColumnRef<'a>>,
+        #[serde(borrow)]
+        constraints: Vec<Str<'a>>,
+    }
+
+    fn strs_are(a: &[Str<'_>], b: &[String]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.is(y))
+    }
+
+    impl SchemaRef<'_> {
+        fn is(&self, s: &TableSchema) -> bool {
+            self.columns.len() == s.columns.len()
+                && strs_are(&self.constraints, &s.constraints)
+                && self.columns.iter().zip(&s.columns).all(|(a, b)| {
+                    a.name.is(&b.name)
+                        && a.data_type.is(&b.data_type)
+                        && match (&a.description, &b.description) {
+                            (Some(x), Some(y)) => x.is(y),
+                            (None, None) => true,
+                            _ => false,
+                        }
+                        && a.nullable == b.nullable
+                        && a.unique == b.unique
+                        && strs_are(&a.other_constraints, &b.other_constraints)
+                        && a.tags.len() == b.tags.len()
+                        && a.tags
+                            .iter()
+                            .zip(&b.tags)
+                            .all(|((k, v), (x, y))| k.is(x) && v.is(y))
+                })
+        }
+
+        fn owned(&self) -> TableSchema {
+            let strs = |v: &[Str<'_>]| v.iter().map(Str::owned).collect();
+            TableSchema::new(
+                self.columns
+                    .iter()
+                    .map(|c| TableColumn {
+                        name: c.name.owned(),
+                        data_type: c.data_type.owned(),
+                        description: c.description.as_ref().map(Str::owned),
+                        nullable: c.nullable,
+                        unique: c.unique,
+                        other_constraints: strs(&c.other_constraints),
+                        tags: c.tags.iter().map(|(k, v)| (k.owned(), v.owned())).collect(),
+                    })
+                    .collect(),
+                strs(&self.constraints),
+            )
+        }
+
+        /// A hash of the content, to find equal schemas by (equality is then checked).
+        fn key(&self) -> u64 {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = foldhash::fast::FixedState::default().build_hasher();
+            let mut str = |s: &Str<'_>| {
+                h.write(s.0.as_bytes());
+                h.write_u8(0xff);
+            };
+            for c in &self.columns {
+                str(&c.name);
+                str(&c.data_type);
+                c.description.iter().for_each(&mut str);
+                c.other_constraints.iter().for_each(&mut str);
+                c.tags.iter().for_each(|(k, v)| {
+                    str(k);
+                    str(v);
+                });
+            }
+            self.constraints.iter().for_each(&mut str);
+            for c in &self.columns {
+                h.write_u8(c.nullable as u8 | (c.unique as u8) << 1);
+                h.write_usize(c.description.is_some() as usize);
+                h.write_usize(c.other_constraints.len());
+                h.write_usize(c.tags.len());
+            }
+            h.write_usize(self.columns.len());
+            h.finish()
+        }
+    }
+
+    /// Distinct schemas this thread decoded lately; past this many it starts over.
+    const RECENT: usize = 4096;
+
+    thread_local! {
+        static RECENT_SCHEMAS: RefCell<HashMap<u64, Arc<TableSchema>>> = RefCell::new(HashMap::new());
+    }
+
+    /// The shared schema equal to `schema`: a recent one, or a new one (then remembered).
+    pub(super) fn share(schema: &SchemaRef<'_>) -> SharedSchema {
+        let key = schema.key();
+        RECENT_SCHEMAS.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            if let Some(s) = recent.get(&key).filter(|s| schema.is(s)) {
+                return SharedSchema(s.clone());
+            }
+            let s = Arc::new(schema.owned());
+            if recent.len() >= RECENT {
+                recent.clear();
+            }
+            // On a (rare) collision of keys, the newer schema takes the slot.
+            recent.insert(key, s.clone());
+            SharedSchema(s)
+        })
+    }
+}
+
 /// `TableColumn` with its constraints flattened.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TableColumn {
@@ -239,7 +454,7 @@ impl Metadata {
     /// `dagster/column_schema`.
     pub fn column_schema(&self) -> Option<&TableSchema> {
         match self.get(keys::COLUMN_SCHEMA) {
-            Some(MetadataValue::TableSchema(s)) => Some(s),
+            Some(MetadataValue::TableSchema(s)) => Some(s.as_ref()),
             _ => None,
         }
     }
@@ -279,5 +494,89 @@ impl Metadata {
             Some(MetadataValue::CodeReferences(r)) => Some(r),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn column(name: &str, data_type: &str) -> TableColumn {
+        TableColumn {
+            name: name.into(),
+            data_type: data_type.into(),
+            description: None,
+            nullable: true,
+            unique: false,
+            other_constraints: vec![],
+            tags: vec![],
+        }
+    }
+
+    fn schema_strategy() -> impl Strategy<Value = TableSchema> {
+        let s = || prop::sample::select(vec!["", "a", "b", "id", "é\"\\\n"]).prop_map(String::from);
+        let col = (
+            s(),
+            s(),
+            prop::option::of(s()),
+            any::<bool>(),
+            any::<bool>(),
+            prop::collection::vec(s(), 0..2),
+            prop::collection::vec((s(), s()), 0..2),
+        )
+            .prop_map(
+                |(name, data_type, description, nullable, unique, oc, tags)| TableColumn {
+                    name,
+                    data_type,
+                    description,
+                    nullable,
+                    unique,
+                    other_constraints: oc,
+                    tags,
+                },
+            );
+        (
+            prop::collection::vec(col, 0..4),
+            prop::collection::vec(s(), 0..2),
+        )
+            .prop_map(|(c, k)| TableSchema::new(c, k))
+    }
+
+    proptest! {
+        /// Shared decoding gives back each schema exactly, whatever schemas this thread
+        /// decoded before it, and stores it byte for byte as a plain `TableSchema`.
+        #[test]
+        fn a_shared_schema_decodes_to_exactly_the_schema_stored(
+            schemas in prop::collection::vec(schema_strategy(), 1..12),
+        ) {
+            for s in &schemas {
+                let bytes = postcard::to_allocvec(s).unwrap();
+                let shared: SharedSchema = postcard::from_bytes(&bytes).unwrap();
+                prop_assert_eq!(&*shared, s);
+                prop_assert_eq!(postcard::to_allocvec(&shared).unwrap(), bytes);
+                let json = serde_json::to_string(s).unwrap();
+                let from_json: SharedSchema = serde_json::from_reader(json.as_bytes()).unwrap();
+                prop_assert_eq!(&*from_json, s);
+            }
+        }
+    }
+
+    #[test]
+    fn equal_schemas_decoded_on_one_thread_share_one_value_and_its_hash() {
+        let s = TableSchema::new(vec![column("id", "int"), column("name", "text")], vec![]);
+        let bytes = postcard::to_allocvec(&s).unwrap();
+        let a: SharedSchema = postcard::from_bytes(&bytes).unwrap();
+        let b: SharedSchema = postcard::from_bytes(&bytes).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&a.0, &b.0));
+        assert_eq!(a.hash_with(|_| 7), 7);
+        assert_eq!(b.hash_with(|_| unreachable!("taken once")), 7);
+        // One field apart: another value.
+        let other = TableSchema::new(vec![column("id", "int"), column("name", "varchar")], vec![]);
+        let c: SharedSchema =
+            postcard::from_bytes(&postcard::to_allocvec(&other).unwrap()).unwrap();
+        assert!(!std::sync::Arc::ptr_eq(&a.0, &c.0));
+        assert_eq!(*c, other);
     }
 }

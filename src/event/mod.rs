@@ -22,8 +22,8 @@ pub mod validate;
 use serde::{Deserialize, Serialize};
 
 pub use metadata::{
-    CodeReference, ColumnDep, ColumnLineage, Metadata, MetadataEntry, MetadataValue, TableColumn,
-    TableSchema,
+    CodeReference, ColumnDep, ColumnLineage, Metadata, MetadataEntry, MetadataValue, SharedSchema,
+    TableColumn, TableSchema,
 };
 pub use types::EventType;
 

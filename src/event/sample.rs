@@ -53,7 +53,7 @@ pub fn materialization(
                 },
                 MetadataEntry {
                     label: metadata::keys::COLUMN_SCHEMA.into(),
-                    value: MetadataValue::TableSchema(table_schema(10)),
+                    value: MetadataValue::TableSchema(table_schema(10).into()),
                 },
                 MetadataEntry {
                     label: metadata::keys::TABLE_NAME.into(),

@@ -1034,7 +1034,7 @@ pub fn parse_metadata_value(
                 "table_schema" => {
                     f.taken.push("type");
                     let schema = parse_table_schema(f)?;
-                    return Ok(MetadataValue::TableSchema(schema));
+                    return Ok(MetadataValue::TableSchema(schema.into()));
                 }
                 "column_lineage" => MetadataValue::ColumnLineage(parse_lineage(&mut f)?),
                 "null" => MetadataValue::Null,

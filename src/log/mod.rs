@@ -677,15 +677,20 @@ impl Log {
         let memo = RefCell::new(memo);
         let mut prev = Overlay::default();
         // Three stages on three threads: a reader reads, decodes and prepares the next chunks,
-        // this thread projects one, a writer writes the one before it (and drops its events).
+        // this thread projects one, a writer writes the one before it (and hands its events
+        // back to the reader to free).
         let (tx, rx) = sync_channel::<Result<Vec<(Seq, Event)>>>(2);
         let (to_write, writes) = sync_channel::<(WriteBatch, Vec<(Seq, Event)>)>(1);
         let (ack, acks) = sync_channel::<Result<()>>(1);
+        // Written chunks' events go back to the reader, which frees them: it allocated them,
+        // and the allocator frees on the allocating thread faster than across threads.
+        let (give_back, given_back) = std::sync::mpsc::channel::<Vec<(Seq, Event)>>();
         let prepare = projector.preparer();
         std::thread::scope(|scope| {
             scope.spawn(move || {
                 let mut next = from;
                 while next <= to {
+                    given_back.try_iter().for_each(drop);
                     let chunk = self.read(next, CHUNK.min((to - next + 1) as usize));
                     if let (Ok(events), Some(prepare)) = (&chunk, prepare) {
                         events.iter().for_each(|(_, ev)| prepare(ev));
@@ -707,7 +712,8 @@ impl Log {
                 let wo = WriteOptions::default();
                 for (batch, events) in writes {
                     let written = self.db.write_opt(batch, &wo).map_err(Error::from);
-                    drop(events);
+                    // The reader may be gone (it read the last chunk): then free them here.
+                    let _ = give_back.send(events);
                     if ack.send(written).is_err() {
                         return;
                     }

@@ -269,7 +269,7 @@ fn entry(label: &str, v: &MetadataValue) -> MetadataEntry {
         }),
         MetadataValue::TableSchema(s) => MetadataEntry::TableSchema(TableSchemaMetadataEntry {
             label,
-            schema: s.into(),
+            schema: s.as_ref().into(),
         }),
         MetadataValue::ColumnLineage(l) => {
             MetadataEntry::ColumnLineage(TableColumnLineageMetadataEntry {

@@ -25,18 +25,21 @@ fn golden_materialization() -> Event {
                 },
                 MetadataEntry {
                     label: "dagster/column_schema".into(),
-                    value: MetadataValue::TableSchema(TableSchema::new(
-                        vec![TableColumn {
-                            name: "id".into(),
-                            data_type: "int".into(),
-                            description: None,
-                            nullable: false,
-                            unique: true,
-                            other_constraints: vec![],
-                            tags: vec![],
-                        }],
-                        vec![],
-                    )),
+                    value: MetadataValue::TableSchema(
+                        TableSchema::new(
+                            vec![TableColumn {
+                                name: "id".into(),
+                                data_type: "int".into(),
+                                description: None,
+                                nullable: false,
+                                unique: true,
+                                other_constraints: vec![],
+                                tags: vec![],
+                            }],
+                            vec![],
+                        )
+                        .into(),
+                    ),
                 },
             ]),
             tags: vec![("dagster/data_version".into(), "v1".into())],
