@@ -660,8 +660,33 @@ impl Log {
         let replayed = self.replay_chunks(projector, from, to, memo, progress);
         memtable(VIEWS_MEMTABLE)?;
         replayed?;
-        self.db.flush_cf(views_cf)?;
-        Ok(())
+        self.flush_views()
+    }
+
+    /// Flush the views' memtables and return once no row is left in one.
+    ///
+    /// Not `flush_cf`, which can wait forever (seen once in a rebuild): a background flush
+    /// that picks the merged memtables (see [`VIEWS_MEMTABLES_MERGED`]) just after a
+    /// manual flush asked for the newest one clears that request (RocksDB 10.4,
+    /// `MemTableList::PickMemtablesToFlush`), and the one memtable left is fewer than a
+    /// flush needs. Asking again, without waiting, until no memtable holds a row, gets
+    /// round it.
+    fn flush_views(&self) -> Result<()> {
+        let views = self.cf(cf::VIEWS);
+        let mut ask = rocksdb::FlushOptions::default();
+        ask.set_wait(false);
+        let count = |property: &str| -> Result<u64> {
+            Ok(self.db.property_int_value_cf(views, property)?.unwrap_or(0))
+        };
+        loop {
+            self.db.flush_cf_opt(views, &ask)?;
+            if count("rocksdb.num-immutable-mem-table")? == 0
+                && count("rocksdb.num-entries-active-mem-table")? == 0
+            {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 
     fn replay_chunks(
