@@ -211,16 +211,18 @@ fn open(dir: &std::path::Path, options: LogOptions) -> anyhow::Result<Arc<Log>> 
         bar.get_or_insert_with(|| progress_bar(last, "updating views"))
             .set_position(seq);
     })
-    .with_context(|| {
-        format!(
-            "opening the store at {} (a running server holds it: stop it, or use the HTTP API)",
-            dir.display()
-        )
-    })?;
+    .with_context(|| opening(dir))?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     Ok(log)
+}
+
+fn opening(dir: &std::path::Path) -> String {
+    format!(
+        "opening the store at {} (a running server holds it: stop it, or use the HTTP API)",
+        dir.display()
+    )
 }
 
 fn progress_bar(total: u64, what: &str) -> indicatif::ProgressBar {
@@ -388,7 +390,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         Command::Rebuild => {
             telemetry::init(log_format.unwrap_or_default());
-            let log = open(&data_dir.unwrap_or_else(default_dir), LogOptions::default())?;
+            let dir = data_dir.unwrap_or_else(default_dir);
+            let log = crate::projection::open_to_rebuild(&dir, LogOptions::default())
+                .with_context(|| opening(&dir))?;
             let bar = progress_bar(log.last_seq(), "rebuilding views");
             let started = std::time::Instant::now();
             crate::projection::rebuild(&log, |seq, _| bar.set_position(seq))?;

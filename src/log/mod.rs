@@ -111,6 +111,10 @@ pub struct LogOptions {
     /// 500 events each, a 20,000-event limit let every group gather all four requests and
     /// the stages run in turn (86,000-94,000 events/s), where 500 reaches 114,000-120,000.
     pub max_group_events: usize,
+    /// Open with the views' background compactions held until [`Log::clear_views`], for a
+    /// store whose views are about to be rebuilt: a compaction started at open would merge
+    /// old view rows that the rebuild then drops, and its output could not be dropped whole.
+    pub hold_views_compactions: bool,
 }
 
 impl Default for LogOptions {
@@ -119,6 +123,7 @@ impl Default for LogOptions {
             sync: true,
             queue_capacity: 1024,
             max_group_events: 500,
+            hold_views_compactions: false,
         }
     }
 }
@@ -255,7 +260,9 @@ fn cf_options(name: &str) -> Options {
 ///   goes in a little after the row before it of its kind, between older rows of other
 ///   assets. Without a hint, RocksDB's single-writer insert searches the skiplist from its
 ///   top for every such row; from the hint it only climbs as far as the gap requires.
-/// - Lz4, 16 KB blocks and a bloom filter, as the other families.
+/// - Lz4, 16 KB blocks and a bloom filter, as the other families;
+/// - background compactions off until [`Log::open_with`] turns them on (see
+///   [`LogOptions::hold_views_compactions`]).
 fn views_options_file() -> String {
     format!(
         "[Version]\n  rocksdb_version=10.4.2\n  options_file_version=1.1\n\n\
@@ -266,7 +273,8 @@ fn views_options_file() -> String {
          \x20 compression=kLZ4Compression\n\
          \x20 write_buffer_size={memtable}\n\
          \x20 max_write_buffer_number={most}\n\
-         \x20 min_write_buffer_number_to_merge={merged}\n\n\
+         \x20 min_write_buffer_number_to_merge={merged}\n\
+         \x20 disable_auto_compactions=true\n\n\
          [TableOptions/BlockBasedTable \"{views}\"]\n\
          \x20 block_size=16384\n\
          \x20 filter_policy=bloomfilter:10:false\n",
@@ -275,6 +283,13 @@ fn views_options_file() -> String {
         most = VIEWS_MEMTABLES_MAX,
         merged = VIEWS_MEMTABLES_MERGED,
     )
+}
+
+/// Turn the views' background compactions on or off.
+fn set_views_compactions(db: &DB, on: bool) -> Result<()> {
+    let views = db.cf_handle(cf::VIEWS).expect("created at open");
+    let off = if on { "false" } else { "true" };
+    Ok(db.set_options_cf(views, &[("disable_auto_compactions", off)])?)
 }
 
 /// The views' column family, with [`views_options_file`]: the Rust bindings have no setter
@@ -324,6 +339,9 @@ impl Log {
         let db = Arc::new(DB::open_cf_descriptors(&db_options(), &path, descriptors)?);
         if let Some(old) = format::check_or_init(&db, &path)? {
             migrate(&db, old)?;
+        }
+        if !options.hold_views_compactions {
+            set_views_compactions(&db, true)?;
         }
         let last = last_seq(&db)?;
         reindex(&db, last)?;
@@ -746,6 +764,7 @@ impl Log {
             });
             // The last seq of the chunk being written.
             let mut writing: Option<Seq> = None;
+            let mut batch_bytes = 0;
             let mut settle = |writing: &mut Option<Seq>| -> Result<()> {
                 if let Some(last) = writing.take() {
                     acks.recv().map_err(|_| Error::Closed)??;
@@ -766,8 +785,11 @@ impl Log {
                 // The chunk before is written before this one is put in a batch (which moves
                 // the chunk before into the memo as committed).
                 settle(&mut writing)?;
-                let mut batch = WriteBatch::default();
+                // Room for about as much as the last chunk wrote: a batch that grows copies
+                // itself again and again.
+                let mut batch = WriteBatch::with_capacity_bytes(batch_bytes + batch_bytes / 8);
                 prev = txn.write_into(&mut batch);
+                batch_bytes = batch.size_in_bytes();
                 to_write.send((batch, events)).map_err(|_| Error::Closed)?;
                 writing = Some(last);
             }
@@ -783,16 +805,33 @@ impl Log {
     /// the views while they are rebuilt). The rest, in level 0 and the memtables, stays
     /// under the tombstone until background compaction removes it: compacting it here, up
     /// front, took a sixth of a rebuild.
+    ///
+    /// A compaction that began before the tombstone would write the old rows out again
+    /// below level 0, and the files it works on cannot be dropped: the views' compactions
+    /// stop, and the clear waits for any running one, first. (A rebuild that held them from
+    /// open, see [`LogOptions::hold_views_compactions`], waits for none.)
     pub fn clear_views(&self) -> Result<()> {
         self.views_epoch.fetch_add(1, Ordering::SeqCst);
+        set_views_compactions(&self.db, false)?;
+        while self
+            .db
+            .property_int_value("rocksdb.num-running-compactions")?
+            .unwrap_or(0)
+            > 0
+        {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
         let cf = self.cf(cf::VIEWS);
         let (from, to) = ([0u8].as_slice(), [0xffu8; 9].as_slice());
         self.db.delete_range_cf(cf, from, to)?;
         let mut wo = WriteOptions::default();
         wo.set_sync(true);
         self.db.write_opt(WriteBatch::default(), &wo)?;
+        // Into a level-0 file, where the first compaction of the old level-0 files sees it
+        // and drops their rows instead of writing them out again.
+        self.flush_views()?;
         self.db.delete_file_in_range_cf(cf, from, to)?;
-        Ok(())
+        set_views_compactions(&self.db, true)
     }
 
     /// A consistent point-in-time view of the store, for reads that span several keys.

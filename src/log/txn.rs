@@ -113,12 +113,14 @@ enum Before {
     Was(Row, u32),
 }
 
-/// An overlay entry: the row, the request (`gen`) that last wrote it, and what it was before
-/// that request (meaningful only while `gen` is the current request's).
+/// An overlay entry: the row, the request (`gen`) that last wrote it, what it was before
+/// that request (meaningful only while `gen` is the current request's), and whether it is a
+/// record that had no row before its group (see [`Memo::absorb`]).
 struct Slot {
     row: Row,
     gen: u32,
     before: Before,
+    fresh: bool,
 }
 
 /// Rows written by a group and not yet in RocksDB, by key.
@@ -318,9 +320,14 @@ impl Memo {
     /// Take in a group's overlay once the group is written: its records (decoded) and its
     /// new values of rows the memo already holds. The emptied overlay is kept for the next
     /// txn (see [`Memo::take_spare`]).
+    ///
+    /// A record that its group created is not taken in unless the memo already holds its
+    /// key: most such records (a partition's state, a new asset's or run's record) are
+    /// written once, or again soon, within the group. One that is read again later costs
+    /// one read from RocksDB, after which it is remembered.
     pub fn absorb(&mut self, mut written: Overlay) {
         for (k, slot) in written.rows.drain() {
-            if matches!(slot.row, Row::Record(_)) {
+            if matches!(slot.row, Row::Record(_)) && !slot.fresh {
                 self.remember_hot(k, slot.row);
             } else if self.hot_kinds.has_kind_of(&k) {
                 if let Some(hot) = self.hot.get_mut(&k) {
@@ -466,10 +473,11 @@ impl<'a> Txn<'a> {
                 return row.with_typed(read);
             }
         }
-        let found = match self.unwritten(key) {
-            true => None,
-            false => self.db.get_pinned_cf(self.cf, key)?,
-        };
+        if self.unwritten(key) {
+            // Certainly absent, and as cheap to know again as to remember.
+            return Ok(read(None));
+        }
+        let found = self.db.get_pinned_cf(self.cf, key)?;
         let value = found.map(|v| T::decode(&v)).transpose()?;
         let out = read(value.as_ref());
         if let Some(memo) = self.memo {
@@ -522,7 +530,7 @@ impl<'a> Txn<'a> {
         let existed = value.is_some();
         let out = change(&mut value);
         if existed || value.is_some() {
-            self.set(key.to_vec(), Row::Record(Box::new(Typed(value))));
+            self.set_fresh(key.to_vec(), Row::Record(Box::new(Typed(value))), !existed);
         }
         Ok(out)
     }
@@ -530,6 +538,12 @@ impl<'a> Txn<'a> {
     /// Write `row` for `key`, remembering what the overlay had if this request had not
     /// written it yet (moved, not copied).
     fn set(&mut self, key: Vec<u8>, row: Row) {
+        self.set_fresh(key, row, false)
+    }
+
+    /// [`Txn::set`]; `fresh`: the row is a record that had none before (kept from the
+    /// group's first write of the key).
+    fn set_fresh(&mut self, key: Vec<u8>, row: Row, fresh: bool) {
         let gen = self.gen;
         match self.overlay.rows.entry(key) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
@@ -548,6 +562,7 @@ impl<'a> Txn<'a> {
                     row,
                     gen,
                     before: Before::Vacant,
+                    fresh,
                 });
             }
         }
@@ -560,6 +575,11 @@ impl<'a> Txn<'a> {
     /// Write a record, kept decoded until the group is written (see [`Txn::update`]).
     pub fn put_record<T: Value>(&mut self, key: Vec<u8>, value: T) {
         self.set(key, Row::Record(Box::new(Typed(Some(value)))));
+    }
+
+    /// [`Txn::put_record`] at a key that has no row (see [`Memo::absorb`]).
+    pub fn put_new_record<T: Value>(&mut self, key: Vec<u8>, value: T) {
+        self.set_fresh(key, Row::Record(Box::new(Typed(Some(value)))), true);
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {

@@ -556,6 +556,20 @@ pub fn open(
     Ok(Arc::new(log))
 }
 
+/// Open the store to rebuild its views ([`rebuild`] next): neither caught up nor compacted
+/// first, since they are about to be dropped.
+pub fn open_to_rebuild(path: impl AsRef<Path>, options: LogOptions) -> Result<Arc<Log>> {
+    let options = LogOptions {
+        hold_views_compactions: true,
+        ..options
+    };
+    Ok(Arc::new(Log::open_with(
+        path,
+        options,
+        Some(Box::new(Views)),
+    )?))
+}
+
 /// Drop every view row and replay the whole log. Nothing may append meanwhile.
 pub fn rebuild(log: &Log, mut progress: impl FnMut(Seq, Seq)) -> Result<()> {
     log.clear_views()?;

@@ -184,8 +184,10 @@ fn update(
             counts.add(status, 1);
         })?;
     }
-    if old.as_ref() != Some(&s) {
-        txn.put_record(key, s);
+    match &old {
+        None => txn.put_new_record(key, s),
+        Some(o) if o != &s => txn.put_record(key, s),
+        Some(_) => {}
     }
     Ok(())
 }
