@@ -202,21 +202,177 @@ impl Serialize for SharedSchema {
 
 impl<'de> Deserialize<'de> for SharedSchema {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SharedSchema, D::Error> {
+        let probe = match shared::skip_known() {
+            Ok(known) => return Ok(known),
+            Err(probe) => probe,
+        };
+        #[cfg(test)]
+        shared::PARSED.with(|n| n.set(n.get() + 1));
         let schema = shared::SchemaRef::deserialize(d)?;
-        Ok(shared::share(&schema))
+        let shared = shared::share(&schema);
+        if let Some(probe) = probe {
+            shared::learn(probe, &shared);
+        }
+        Ok(shared)
     }
+}
+
+/// Decode postcard `bytes` (a stored event) so that each table schema in them that this
+/// thread decoded lately, byte for byte, is shared without being parsed again: its bytes
+/// are compared and skipped.
+pub fn from_postcard<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> postcard::Result<T> {
+    shared::from_postcard(bytes)
 }
 
 /// The borrowed form of a [`TableSchema`] and the per-thread set of recent schemas.
 mod shared {
     use std::borrow::Cow;
-    use std::cell::RefCell;
+    use std::cell::{Cell, RefCell};
     use std::collections::HashMap;
+    use std::ptr::NonNull;
     use std::sync::Arc;
 
     use serde::Deserialize;
 
     use super::{SharedSchema, TableColumn, TableSchema};
+
+    /// Postcard input read through a cell, which [`skip_known`] can see and advance.
+    struct Tracked<'a, 'de> {
+        rest: &'a Cell<&'de [u8]>,
+    }
+
+    impl<'a: 'de, 'de> postcard::de_flavors::Flavor<'de> for Tracked<'a, 'de> {
+        type Remainder = &'de [u8];
+        type Source = &'de [u8];
+
+        #[inline]
+        fn pop(&mut self) -> postcard::Result<u8> {
+            let (first, rest) = self
+                .rest
+                .get()
+                .split_first()
+                .ok_or(postcard::Error::DeserializeUnexpectedEnd)?;
+            self.rest.set(rest);
+            Ok(*first)
+        }
+
+        #[inline]
+        fn size_hint(&self) -> Option<usize> {
+            Some(self.rest.get().len())
+        }
+
+        #[inline]
+        fn try_take_n(&mut self, ct: usize) -> postcard::Result<&'de [u8]> {
+            let rest = self.rest.get();
+            if rest.len() < ct {
+                return Err(postcard::Error::DeserializeUnexpectedEnd);
+            }
+            let (taken, rest) = rest.split_at(ct);
+            self.rest.set(rest);
+            Ok(taken)
+        }
+
+        fn finalize(self) -> postcard::Result<&'de [u8]> {
+            Ok(self.rest.get())
+        }
+    }
+
+    /// A schema and its encoding.
+    type Encoded = (Box<[u8]>, SharedSchema);
+
+    thread_local! {
+        /// The input of the [`from_postcard`] running on this thread, if one is.
+        static INPUT: Cell<Option<NonNull<Cell<&'static [u8]>>>> = const { Cell::new(None) };
+        /// Encoded schemas this thread decoded lately, by a hash of their first bytes.
+        static KNOWN: RefCell<HashMap<u64, Vec<Encoded>>> = RefCell::new(HashMap::new());
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        /// Schemas parsed on this thread (not skipped).
+        pub(super) static PARSED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// Bytes of a schema's encoding that [`KNOWN`] is keyed by.
+    const PROBE: usize = 64;
+
+    pub(super) fn from_postcard<T: serde::de::DeserializeOwned>(
+        bytes: &[u8],
+    ) -> postcard::Result<T> {
+        let rest = Cell::new(bytes);
+        /// Puts back the input of an enclosing decode (there is none today) when this one
+        /// ends, however it ends.
+        struct Restore(Option<NonNull<Cell<&'static [u8]>>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                INPUT.with(|i| i.set(self.0));
+            }
+        }
+        let _restore = Restore(INPUT.with(|i| i.replace(Some(NonNull::from(&rest).cast()))));
+        let mut de = postcard::Deserializer::from_flavor(Tracked { rest: &rest });
+        T::deserialize(&mut de)
+    }
+
+    /// Call `f` with the input of the running [`from_postcard`], if any.
+    fn with_input<R>(f: impl FnOnce(&Cell<&[u8]>) -> R) -> Option<R> {
+        let input = INPUT.with(Cell::get)?;
+        // SAFETY: `INPUT` is set only by `from_postcard`, on this thread, to a cell on its
+        // stack, and reset (by `Restore`) before that cell goes away; it is read only while
+        // that decode runs (this is called from inside it). The slice's real lifetime is
+        // the decode's input, which outlives the decode; `f` gets it under a lifetime of its
+        // own and cannot keep it (`R` does not borrow it).
+        #[allow(unsafe_code)]
+        let cell: &Cell<&[u8]> = unsafe { input.as_ref() };
+        Some(f(cell))
+    }
+
+    /// At the start of a schema in a [`from_postcard`] input: if its bytes are those of a
+    /// schema in [`KNOWN`], skip them and share that schema. A decode reads a value's bytes
+    /// one after the other and nothing else, so equal bytes decode to an equal schema.
+    ///
+    /// Otherwise, the key to [`learn`] the schema under once parsed: a hash of the input's
+    /// next [`PROBE`] bytes (which, for a shorter schema, include bytes after it: it is then
+    /// found again only where those match too). `None` outside [`from_postcard`].
+    pub(super) fn skip_known() -> Result<SharedSchema, Option<u64>> {
+        with_input(|cell| {
+            let rest = cell.get();
+            let probe = xxhash_rust::xxh3::xxh3_64(&rest[..rest.len().min(PROBE)]);
+            KNOWN.with(|known| {
+                let known = known.borrow();
+                let found = known
+                    .get(&probe)
+                    .and_then(|k| k.iter().find(|(bytes, _)| rest.starts_with(bytes)));
+                match found {
+                    Some((bytes, schema)) => {
+                        cell.set(&rest[bytes.len()..]);
+                        Ok(schema.clone())
+                    }
+                    None => Err(Some(probe)),
+                }
+            })
+        })
+        .unwrap_or(Err(None))
+    }
+
+    /// Remember a schema just parsed from a [`from_postcard`] input, by its encoding, under
+    /// the key [`skip_known`] gave.
+    pub(super) fn learn(probe: u64, schema: &SharedSchema) {
+        // Its encoding, which is what the input held (an input with another, equivalent
+        // encoding would simply never match it).
+        let Ok(bytes) = postcard::to_allocvec(schema) else {
+            return;
+        };
+        KNOWN.with(|known| {
+            let mut known = known.borrow_mut();
+            if known.len() >= RECENT {
+                known.clear();
+            }
+            let slot = known.entry(probe).or_default();
+            if !slot.iter().any(|(b, _)| **b == *bytes) {
+                slot.push((bytes.into_boxed_slice(), schema.clone()));
+            }
+        });
+    }
 
     /// A string borrowed from the input where the deserializer allows it.
     #[derive(Debug)]
@@ -561,6 +717,58 @@ mod tests {
                 prop_assert_eq!(&*from_json, s);
             }
         }
+    }
+
+    proptest! {
+        /// Decoding a stored value through `from_postcard`, which skips the bytes of a
+        /// schema it knows, gives back exactly what was stored: schemas whose encodings
+        /// begin alike (a long first column name) and part later are told apart, and a
+        /// value cut short anywhere is an error, not another value.
+        #[test]
+        fn a_stored_value_decodes_exactly_with_known_schemas_skipped(
+            schemas in prop::collection::vec(schema_strategy(), 1..6),
+            picks in prop::collection::vec((0usize..6, any::<u32>()), 1..12),
+            long_name in any::<bool>(),
+        ) {
+            let schemas: Vec<TableSchema> = schemas
+                .into_iter()
+                .map(|mut s| {
+                    if long_name {
+                        s.columns.insert(0, column(&"x".repeat(80), "int"));
+                    }
+                    s
+                })
+                .collect();
+            let value: Vec<(TableSchema, u32)> = picks
+                .iter()
+                .map(|(i, n)| (schemas[i % schemas.len()].clone(), *n))
+                .collect();
+            let bytes = postcard::to_allocvec(&value).unwrap();
+            for _ in 0..2 {
+                let back: Vec<(SharedSchema, u32)> = from_postcard(&bytes).unwrap();
+                prop_assert_eq!(back.len(), value.len());
+                for ((s, n), (t, m)) in back.iter().zip(&value) {
+                    prop_assert_eq!(&**s, t);
+                    prop_assert_eq!(n, m);
+                }
+            }
+            for cut in 0..bytes.len() {
+                prop_assert!(from_postcard::<Vec<(SharedSchema, u32)>>(&bytes[..cut]).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn a_schema_decoded_again_through_from_postcard_is_shared_without_parsing() {
+        let s = TableSchema::new(vec![column("id", "int"), column("at", "ts")], vec![]);
+        let bytes = postcard::to_allocvec(&(7u8, &s, 9u8)).unwrap();
+        let parsed = || shared::PARSED.with(|n| n.get());
+        let (_, a, _): (u8, SharedSchema, u8) = from_postcard(&bytes).unwrap();
+        let before = parsed();
+        let (x, b, y): (u8, SharedSchema, u8) = from_postcard(&bytes).unwrap();
+        assert_eq!(parsed(), before, "parsed again");
+        assert!(std::sync::Arc::ptr_eq(&a.0, &b.0));
+        assert_eq!((x, &*b, y), (7, &s, 9));
     }
 
     #[test]

@@ -83,6 +83,15 @@ impl Event {
     pub fn event_type(&self) -> EventType {
         self.body.event_type()
     }
+
+    /// About how many ordinary events' worth of view rows it makes: one, but a definitions
+    /// event counts each asset and check it defines.
+    pub fn weight(&self) -> usize {
+        match &self.body {
+            EventBody::Definitions(d) => 1 + d.assets.len() + d.checks.len(),
+            _ => 1,
+        }
+    }
 }
 
 /// A Python-side error as Dagster reports it (`SerializableErrorInfo`).

@@ -8,6 +8,7 @@
 //! A codec byte, once shipped, keeps its meaning forever; a new encoding gets a new byte
 //! and the decoders below keep reading the old ones. The golden tests pin the bytes.
 
+use crate::event::metadata::from_postcard;
 use crate::event::{Envelope, Event, Seq};
 
 use super::error::{Error, Result};
@@ -54,7 +55,7 @@ impl postcard::ser_flavors::Flavor for VecFlavor {
 /// Decode a log value; `location` names it in errors.
 pub fn decode_event(bytes: &[u8], location: impl FnOnce() -> String) -> Result<Event> {
     match bytes.split_first() {
-        Some((&EVENT_V1, body)) => postcard::from_bytes(body).map_err(|e| Error::Corrupt {
+        Some((&EVENT_V1, body)) => from_postcard(body).map_err(|e| Error::Corrupt {
             location: location(),
             reason: e.to_string(),
         }),

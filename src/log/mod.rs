@@ -734,7 +734,20 @@ impl Log {
                 let mut next = from;
                 while next <= to {
                     given_back.try_iter().for_each(drop);
-                    let chunk = self.read(next, CHUNK.min((to - next + 1) as usize));
+                    // Up to CHUNK events' weight: a chunk of large definitions events would
+                    // grow the overlay's table to millions of rows.
+                    let mut events = Vec::with_capacity(CHUNK.min((to - next + 1) as usize));
+                    let mut weight = 0;
+                    let chunk = self
+                        .scan(next, |seq, ev| {
+                            if seq > to {
+                                return false;
+                            }
+                            weight += ev.weight();
+                            events.push((seq, ev));
+                            weight < CHUNK
+                        })
+                        .map(|()| events);
                     if let (Ok(events), Some(prepare)) = (&chunk, prepare) {
                         events.iter().for_each(|(_, ev)| prepare(ev));
                     }
