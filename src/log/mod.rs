@@ -383,6 +383,10 @@ impl Log {
             #[cfg(test)]
             gate: commit_gate.clone(),
         };
+        let writer = Writer {
+            memo: writer.new_memo(),
+            ..writer
+        };
         let handle = std::thread::Builder::new()
             .name("assetlog-writer".into())
             .spawn(move || writer.run(rx))
@@ -673,7 +677,7 @@ impl Log {
                 to.saturating_sub(from) as usize + 1,
                 projector.unread_kinds(),
             ),
-            false => Memo::default(),
+            false => Memo::new(projector.unread_kinds()),
         };
         let replayed = self.replay_chunks(projector, from, to, memo, progress);
         memtable(VIEWS_MEMTABLE)?;
@@ -1624,6 +1628,11 @@ struct Staged {
 }
 
 impl Writer {
+    /// An empty memo for this writer's projector.
+    fn new_memo(&self) -> Memo {
+        Memo::new(self.projector.as_ref().map_or(&[], |p| p.unread_kinds()))
+    }
+
     fn run(mut self, rx: Receiver<Msg>) {
         while let Ok(first) = rx.recv() {
             self.queued.fetch_sub(1, Ordering::SeqCst);
@@ -1733,7 +1742,7 @@ impl Writer {
         if epoch != self.memo_epoch {
             // Someone else rewrote the views: what the writer remembers of them is void.
             // (Nothing is in flight then: a rebuild runs with no appends.)
-            self.memo = Memo::default();
+            self.memo = self.new_memo();
             self.prev_overlay.clear();
             self.memo_epoch = epoch;
         }

@@ -127,11 +127,14 @@ struct Slot {
 ///
 /// Scans while staging are rare and stay within one kind of key (its first byte), so keys
 /// are kept in order only per kind that has been scanned: built on the first scan of that
-/// kind, then kept up to date. Every other key costs one hash-map entry.
+/// kind, then kept up to date. Every other key costs one hash-map entry, but for rows of
+/// the kinds the projector never reads by key (see [`Memo::unread`]): those are only
+/// appended, in the order written.
 #[derive(Default)]
 pub struct Overlay {
     rows: HashMap<Vec<u8>, Slot, foldhash::fast::RandomState>,
     ordered: RefCell<BTreeMap<u8, BTreeSet<Vec<u8>>>>,
+    appended: Vec<(Vec<u8>, Row)>,
 }
 
 /// The kind of a key: its first byte.
@@ -167,20 +170,29 @@ impl Overlay {
     pub fn clear(&mut self) {
         self.rows.clear();
         self.ordered.get_mut().clear();
+        self.appended.clear();
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.rows.is_empty() && self.appended.is_empty()
     }
 
     fn row(&self, key: &[u8]) -> Option<&Row> {
         self.rows.get(key).map(|s| &s.row)
     }
 
-    /// Visit the rows with `lo <= key < hi`, in key order.
+    /// Visit the rows with `lo <= key < hi`: those kept by key in key order, then the
+    /// appended ones in the order written (a key appended twice: the later one last).
     fn visit_range(&self, lo: &[u8], hi: &[u8], mut visit: impl FnMut(&Vec<u8>, &Row)) {
         use std::ops::Bound::{Excluded, Included};
-        if self.rows.is_empty() || lo >= hi {
+        if lo >= hi {
+            return;
+        }
+        self.appended
+            .iter()
+            .filter(|(k, _)| lo <= k.as_slice() && k.as_slice() < hi)
+            .for_each(|(k, row)| visit(k, row));
+        if self.rows.is_empty() {
             return;
         }
         let mut ordered = self.ordered.borrow_mut();
@@ -224,6 +236,10 @@ pub struct Memo {
     /// The kinds of the keys ever put in `hot`: a row of another kind cannot be there, and
     /// [`Memo::absorb`] does not look.
     hot_kinds: Kinds,
+    /// The kinds of row the projector never reads by key, only scans (histories, series,
+    /// indexes): a txn appends them to its overlay instead of hashing them in, and they
+    /// have nothing for the memo.
+    unread: Kinds,
     /// An absorbed overlay, emptied, whose table the next txn takes (a group's table grown
     /// afresh every time costs rehashing and page faults on the writer's path).
     spare: Overlay,
@@ -301,6 +317,16 @@ impl Memo {
         Memo {
             // A handful of view rows per event.
             written: Some(Written::with_capacity(events.saturating_mul(6), unread)),
+            ..Memo::new(unread)
+        }
+    }
+
+    /// A memo for a projector that never reads a row of the `unread` kinds by its key.
+    pub fn new(unread: &[u8]) -> Memo {
+        let mut kinds = Kinds::default();
+        unread.iter().for_each(|k| kinds.insert(*k));
+        Memo {
+            unread: kinds,
             ..Memo::default()
         }
     }
@@ -336,6 +362,7 @@ impl Memo {
             }
         }
         written.ordered.get_mut().clear();
+        written.appended.clear();
         if written.rows.capacity() > self.spare.rows.capacity() {
             self.spare = written;
         }
@@ -353,8 +380,12 @@ pub struct Txn<'a> {
     overlay: Overlay,
     /// The previous group's rows, while the committer writes them: under this overlay.
     prev: Overlay,
-    /// The current request, for rollback (see [`Slot`]).
+    /// The current request, for rollback (see [`Slot`]), and how many rows the overlay had
+    /// appended when it began.
     gen: u32,
+    appended_before: usize,
+    /// See [`Memo::unread`].
+    unread: Kinds,
     memo: Option<&'a RefCell<Memo>>,
 }
 
@@ -366,15 +397,19 @@ impl<'a> Txn<'a> {
             overlay: Overlay::default(),
             prev: Overlay::default(),
             gen: 0,
+            appended_before: 0,
+            unread: Kinds::default(),
             memo: None,
         }
     }
 
     /// A txn that remembers committed rows in `memo` (see [`Memo`]).
     pub fn with_memo(db: &'a DB, cf: &'a ColumnFamily, memo: &'a RefCell<Memo>) -> Txn<'a> {
+        let mut m = memo.borrow_mut();
         Txn {
             memo: Some(memo),
-            overlay: memo.borrow_mut().take_spare(),
+            overlay: m.take_spare(),
+            unread: m.unread,
             ..Txn::new(db, cf)
         }
     }
@@ -398,6 +433,10 @@ impl<'a> Txn<'a> {
 
     /// The row at `key` in this txn's overlays, if either has it.
     fn staged(&self, key: &[u8]) -> Option<&Row> {
+        debug_assert!(
+            !self.unread.has_kind_of(key),
+            "a row of a kind the projector said it only scans was read by its key"
+        );
         self.overlay.row(key).or_else(|| self.prev.row(key))
     }
 
@@ -544,6 +583,10 @@ impl<'a> Txn<'a> {
     /// [`Txn::set`]; `fresh`: the row is a record that had none before (kept from the
     /// group's first write of the key).
     fn set_fresh(&mut self, key: Vec<u8>, row: Row, fresh: bool) {
+        if self.unread.has_kind_of(&key) {
+            self.overlay.appended.push((key, row));
+            return;
+        }
         let gen = self.gen;
         match self.overlay.rows.entry(key) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
@@ -613,10 +656,12 @@ impl<'a> Txn<'a> {
     /// Start a request: what follows can be rolled back alone.
     pub fn begin(&mut self) {
         self.gen += 1;
+        self.appended_before = self.overlay.appended.len();
     }
 
     /// Undo every write since [`Txn::begin`].
     pub fn rollback(&mut self) {
+        self.overlay.appended.truncate(self.appended_before);
         let gen = self.gen;
         let ordered = self.overlay.ordered.get_mut();
         self.overlay.rows.retain(|k, slot| {
@@ -663,23 +708,36 @@ impl<'a> Txn<'a> {
             }
         }
         // Sorted by the keys' first 24 bytes held inline (zero-padded, which orders as the
-        // bytes do), then by the whole keys: most comparisons then read no key.
-        let mut sorted: Vec<(u128, u64, &Vec<u8>, &Slot)> = overlay
-            .rows
-            .iter()
-            .map(|(k, slot)| {
-                let mut head = [0u8; 24];
-                let n = k.len().min(24);
-                head[..n].copy_from_slice(&k[..n]);
-                let (hi, lo) = head.split_at(16);
-                let hi = u128::from_be_bytes(hi.try_into().expect("16 bytes"));
-                let lo = u64::from_be_bytes(lo.try_into().expect("8 bytes"));
-                (hi, lo, k, slot)
-            })
-            .collect();
-        sorted.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.cmp(b.2)));
-        for (_, _, k, slot) in sorted {
-            slot.row.put_into(batch, cf, k);
+        // bytes do), then by the whole keys, then (a key appended twice) in the order written:
+        // most comparisons then read no key.
+        let head = |k: &[u8]| {
+            let mut head = [0u8; 24];
+            let n = k.len().min(24);
+            head[..n].copy_from_slice(&k[..n]);
+            let (hi, lo) = head.split_at(16);
+            (
+                u128::from_be_bytes(hi.try_into().expect("16 bytes")),
+                u64::from_be_bytes(lo.try_into().expect("8 bytes")),
+            )
+        };
+        let mut sorted: Vec<(u128, u64, &Vec<u8>, usize, &Row)> =
+            Vec::with_capacity(overlay.rows.len() + overlay.appended.len());
+        sorted.extend(overlay.rows.iter().map(|(k, slot)| {
+            let (hi, lo) = head(k);
+            (hi, lo, k, 0, &slot.row)
+        }));
+        sorted.extend(overlay.appended.iter().enumerate().map(|(i, (k, row))| {
+            let (hi, lo) = head(k);
+            (hi, lo, k, i, row)
+        }));
+        sorted.sort_unstable_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| a.2.cmp(b.2))
+                .then(a.3.cmp(&b.3))
+        });
+        for (_, _, k, _, row) in sorted {
+            row.put_into(batch, cf, k);
         }
         overlay
     }
