@@ -810,6 +810,20 @@ impl Log {
                 to_write.send((batch, events)).map_err(|_| Error::Closed)?;
                 writing = Some(last);
             }
+            if memo.borrow().writes_back() {
+                // The records the memo kept back, once the last chunk is written.
+                if let Some(last) = writing {
+                    settle(&mut writing)?;
+                    let mut batch = WriteBatch::default();
+                    Txn::with_memo(&self.db, views_cf, &memo)
+                        .over(std::mem::take(&mut prev))
+                        .write_back_all(&mut batch);
+                    to_write
+                        .send((batch, Vec::new()))
+                        .map_err(|_| Error::Closed)?;
+                    writing = Some(last);
+                }
+            }
             drop(to_write);
             settle(&mut writing)
         })

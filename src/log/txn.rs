@@ -181,6 +181,21 @@ impl Overlay {
         self.rows.get(key).map(|s| &s.row)
     }
 
+    /// Put `row` at `key`, to be written through, unless the overlay has a row there.
+    fn put_fresh(&mut self, key: Vec<u8>, row: Row) {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.rows.entry(key) {
+            if let Some(keys) = self.ordered.get_mut().get_mut(&kind(e.key())) {
+                keys.insert(e.key().clone());
+            }
+            e.insert(Slot {
+                row,
+                gen: 0,
+                before: Before::Vacant,
+                fresh: true,
+            });
+        }
+    }
+
     /// Visit the rows with `lo <= key < hi`: those kept by key in key order, then the
     /// appended ones in the order written (a key appended twice: the later one last).
     fn visit_range(&self, lo: &[u8], hi: &[u8], mut visit: impl FnMut(&Vec<u8>, &Row)) {
@@ -240,6 +255,12 @@ pub struct Memo {
     /// indexes): a txn appends them to its overlay instead of hashing them in, and they
     /// have nothing for the memo.
     unread: Kinds,
+    /// Records are written back, not through (a replay into empty views, which nobody else
+    /// reads or writes, and which rolls nothing back): a record that had a row before its
+    /// group is not written with the group but kept in `hot`, and written once, when `hot`
+    /// is full or at the end ([`Txn::write_back_all`]). A record that an asset's or a
+    /// run's events rewrite chunk after chunk is then written once.
+    write_back: bool,
     /// An absorbed overlay, emptied, whose table the next txn takes (a group's table grown
     /// afresh every time costs rehashing and page faults on the writer's path).
     spare: Overlay,
@@ -317,6 +338,7 @@ impl Memo {
         Memo {
             // A handful of view rows per event.
             written: Some(Written::with_capacity(events.saturating_mul(6), unread)),
+            write_back: true,
             ..Memo::new(unread)
         }
     }
@@ -332,11 +354,13 @@ impl Memo {
     }
 
     /// Most rows remembered in each map; beyond it that map starts over.
-    const CAPACITY: usize = 1 << 20;
-    const HOT_CAPACITY: usize = 1 << 18;
+    /// (Small in tests, so that they let go of rows, and write records back, too.)
+    const CAPACITY: usize = if cfg!(test) { 1 << 8 } else { 1 << 20 };
+    const HOT_CAPACITY: usize = if cfg!(test) { 1 << 10 } else { 1 << 18 };
 
     fn remember_hot(&mut self, key: Vec<u8>, row: Row) {
-        if self.hot.len() >= Memo::HOT_CAPACITY {
+        // Written back: `Txn::write_into` makes room, writing what it lets go.
+        if self.hot.len() >= Memo::HOT_CAPACITY && !self.write_back {
             self.hot.clear();
         }
         self.hot_kinds.insert(kind(&key));
@@ -366,6 +390,12 @@ impl Memo {
         if written.rows.capacity() > self.spare.rows.capacity() {
             self.spare = written;
         }
+    }
+
+    /// Whether records are written back (see [`Memo::write_back`]): the replay then ends
+    /// with [`Txn::write_back_all`].
+    pub fn writes_back(&self) -> bool {
+        self.write_back
     }
 
     /// An empty overlay, with the room of the largest one absorbed since the last call.
@@ -700,9 +730,20 @@ impl<'a> Txn<'a> {
             memo,
             ..
         } = self;
+        let mut overlay = overlay;
+        let mut write_back = false;
         if let Some(memo) = memo {
             let mut memo = memo.borrow_mut();
             memo.absorb(prev);
+            write_back = memo.write_back;
+            if write_back && memo.hot.len() > Memo::HOT_CAPACITY {
+                // Let go of every record kept: written with this group (which also has the
+                // next group read them from the overlay until then), unless it has a newer
+                // one.
+                for (k, row) in memo.hot.drain() {
+                    overlay.put_fresh(k, row);
+                }
+            }
             if let Some(written) = &mut memo.written {
                 overlay.rows.keys().for_each(|k| written.insert(k));
             }
@@ -722,10 +763,18 @@ impl<'a> Txn<'a> {
         };
         let mut sorted: Vec<(u128, u64, &Vec<u8>, usize, &Row)> =
             Vec::with_capacity(overlay.rows.len() + overlay.appended.len());
-        sorted.extend(overlay.rows.iter().map(|(k, slot)| {
-            let (hi, lo) = head(k);
-            (hi, lo, k, 0, &slot.row)
-        }));
+        sorted.extend(
+            overlay
+                .rows
+                .iter()
+                .filter(|(_, slot)| {
+                    !(write_back && !slot.fresh && matches!(slot.row, Row::Record(_)))
+                })
+                .map(|(k, slot)| {
+                    let (hi, lo) = head(k);
+                    (hi, lo, k, 0, &slot.row)
+                }),
+        );
         sorted.extend(overlay.appended.iter().enumerate().map(|(i, (k, row))| {
             let (hi, lo) = head(k);
             (hi, lo, k, i, row)
@@ -740,5 +789,23 @@ impl<'a> Txn<'a> {
             row.put_into(batch, cf, k);
         }
         overlay
+    }
+
+    /// End a replay whose memo writes records back: put into `batch` this txn's rows, then
+    /// every record the memo kept (the group before is written by now, as for
+    /// [`Txn::write_into`]).
+    pub fn write_back_all(self, batch: &mut WriteBatch) {
+        let (cf, memo) = (self.cf, self.memo);
+        let overlay = self.write_into(batch);
+        if let Some(memo) = memo {
+            let mut memo = memo.borrow_mut();
+            // Nothing reads the memo after this: the group's own records join it unwritten.
+            memo.absorb(overlay);
+            let mut kept: Vec<(Vec<u8>, Row)> = memo.hot.drain().collect();
+            kept.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            for (k, row) in kept {
+                row.put_into(batch, cf, &k);
+            }
+        }
     }
 }
