@@ -617,6 +617,47 @@ fn memo_remembers_committed_immutable_rows_only() {
 }
 
 #[test]
+fn a_replay_memo_writes_a_changed_record_back_once_and_reads_and_scans_see_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let db = log.db();
+    let views = db.cf_handle(cf::VIEWS).unwrap();
+    let memo = std::cell::RefCell::new(Memo::for_empty_views(100, &[]));
+    let bump = |txn: &mut Txn<'_>| {
+        txn.update(b"r", |v: &mut Option<u64>| *v = Some(v.unwrap_or(0) + 1))
+            .unwrap()
+    };
+    let stored = || db.get_cf(views, b"r").unwrap();
+    let enc = crate::projection::enc::<u64>;
+    // The group that creates the record writes it.
+    let mut txn = Txn::with_memo(db, views, &memo);
+    bump(&mut txn);
+    let mut batch = WriteBatch::default();
+    let prev = txn.write_into(&mut batch);
+    db.write(batch).unwrap();
+    assert_eq!(stored(), Some(enc(&1)));
+    // The next one, which changes it, holds it back.
+    let mut txn = Txn::with_memo(db, views, &memo).over(prev);
+    bump(&mut txn);
+    let mut batch = WriteBatch::default();
+    let prev = txn.write_into(&mut batch);
+    db.write(batch).unwrap();
+    assert_eq!(stored(), Some(enc(&1)), "written back, not through");
+    // Later groups read and scan the value held back, not RocksDB's.
+    let txn = Txn::with_memo(db, views, &memo).over(prev);
+    assert_eq!(txn.record::<u64>(b"r").unwrap(), Some(2));
+    assert_eq!(
+        txn.scan(b"r", b"s").unwrap(),
+        vec![(b"r".to_vec(), enc(&2))]
+    );
+    // The end writes it.
+    let mut batch = WriteBatch::default();
+    txn.write_back_all(&mut batch);
+    db.write(batch).unwrap();
+    assert_eq!(stored(), Some(enc(&2)));
+}
+
+#[test]
 fn txn_rollback_restores_the_overlay_as_it_was_at_begin() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());

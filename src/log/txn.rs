@@ -671,14 +671,25 @@ impl<'a> Txn<'a> {
             it.next();
         }
         it.status()?;
-        // RocksDB has every group before `prev` (the memo holds nothing newer).
+        let mut apply = |k: &Vec<u8>, row: &Row| {
+            match row.with_bytes(|v| v.map(<[u8]>::to_vec)) {
+                Some(v) => rows.insert(k.clone(), v),
+                None => rows.remove(k),
+            };
+        };
+        // RocksDB has every group before `prev`, but for the records a memo writes back,
+        // which are newer there (a scan of records is rare: a wipe's of partition states).
+        if let Some(memo) = self.memo {
+            let memo = memo.borrow();
+            if memo.write_back {
+                memo.hot
+                    .iter()
+                    .filter(|(k, _)| lo <= k.as_slice() && k.as_slice() < hi)
+                    .for_each(|(k, row)| apply(k, row));
+            }
+        }
         for layer in [&self.prev, &self.overlay] {
-            layer.visit_range(lo, hi, |k, row| {
-                match row.with_bytes(|v| v.map(<[u8]>::to_vec)) {
-                    Some(v) => rows.insert(k.clone(), v),
-                    None => rows.remove(k),
-                };
-            });
+            layer.visit_range(lo, hi, &mut apply);
         }
         Ok(rows.into_iter().collect())
     }
@@ -787,6 +798,22 @@ impl<'a> Txn<'a> {
         });
         for (_, _, k, _, row) in sorted {
             row.put_into(batch, cf, k);
+        }
+        if let (true, Some(memo)) = (write_back, memo) {
+            // The records held back go to the memo now, not when the group is written (they
+            // are not in it): the next group then takes them from there instead of copying
+            // them out of this overlay.
+            let mut memo = memo.borrow_mut();
+            let ordered = overlay.ordered.get_mut();
+            let held = overlay
+                .rows
+                .extract_if(|_, s| !s.fresh && matches!(s.row, Row::Record(_)));
+            for (k, slot) in held {
+                if let Some(keys) = ordered.get_mut(&kind(&k)) {
+                    keys.remove(&k);
+                }
+                memo.remember_hot(k, slot.row);
+            }
         }
         overlay
     }
