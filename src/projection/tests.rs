@@ -1311,7 +1311,7 @@ fn a_rebuild_across_many_chunks_equals_the_live_views() {
             append(
                 &log,
                 vec![json!({"id": "wipe", "type": "ASSET_WIPED",
-                    "timestamp": 1_700_000_000.0211, "asset_key": "warehouse/table_3"})],
+                    "timestamp": 1_700_000_000.021_1, "asset_key": "warehouse/table_3"})],
             );
         }
     }
