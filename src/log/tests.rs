@@ -658,6 +658,51 @@ fn a_replay_memo_writes_a_changed_record_back_once_and_reads_and_scans_see_it() 
 }
 
 #[test]
+fn rows_of_kinds_only_scanned_are_scanned_in_order_rolled_back_and_written_last_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let db = log.db();
+    let views = db.cf_handle(cf::VIEWS).unwrap();
+    let memo = std::cell::RefCell::new(Memo::new(b"h"));
+    let row = |k: &str, v: &str| (k.as_bytes().to_vec(), v.as_bytes().to_vec());
+    let mut txn = Txn::with_memo(db, views, &memo);
+    txn.begin();
+    txn.put(b"h2".to_vec(), b"a".to_vec());
+    txn.put(b"h1".to_vec(), b"b".to_vec());
+    assert_eq!(
+        txn.scan(b"h", b"i").unwrap(),
+        [row("h1", "b"), row("h2", "a")]
+    );
+    // Appended after a scan of their kind: the next scan sees them.
+    txn.put(b"h0".to_vec(), b"c".to_vec());
+    txn.delete(b"h2".to_vec());
+    assert_eq!(
+        txn.scan(b"h", b"i").unwrap(),
+        [row("h0", "c"), row("h1", "b")]
+    );
+    txn.begin();
+    txn.put(b"h3".to_vec(), b"d".to_vec());
+    txn.put(b"h1".to_vec(), b"e".to_vec());
+    assert_eq!(
+        txn.scan(b"h", b"i").unwrap(),
+        [row("h0", "c"), row("h1", "e"), row("h3", "d")]
+    );
+    txn.rollback();
+    assert_eq!(
+        txn.scan(b"h", b"i").unwrap(),
+        [row("h0", "c"), row("h1", "b")]
+    );
+    let mut batch = WriteBatch::default();
+    txn.write_into(&mut batch);
+    db.write(batch).unwrap();
+    let stored: Vec<(Vec<u8>, Vec<u8>)> = db
+        .iterator_cf(views, rocksdb::IteratorMode::Start)
+        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+        .collect();
+    assert_eq!(stored, [row("h0", "c"), row("h1", "b")]);
+}
+
+#[test]
 fn txn_rollback_restores_the_overlay_as_it_was_at_begin() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());

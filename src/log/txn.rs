@@ -135,6 +135,9 @@ pub struct Overlay {
     rows: HashMap<Vec<u8>, Slot, foldhash::fast::RandomState>,
     ordered: RefCell<BTreeMap<u8, BTreeSet<Vec<u8>>>>,
     appended: Vec<(Vec<u8>, Row)>,
+    /// For the kinds scanned so far: their appended keys in order, each with the index of
+    /// its last row in `appended` (as `ordered` is for the others).
+    appended_ordered: RefCell<BTreeMap<u8, BTreeMap<Vec<u8>, usize>>>,
 }
 
 /// The kind of a key: its first byte.
@@ -171,6 +174,7 @@ impl Overlay {
         self.rows.clear();
         self.ordered.get_mut().clear();
         self.appended.clear();
+        self.appended_ordered.get_mut().clear();
     }
 
     pub fn is_empty(&self) -> bool {
@@ -196,17 +200,45 @@ impl Overlay {
         }
     }
 
-    /// Visit the rows with `lo <= key < hi`: those kept by key in key order, then the
-    /// appended ones in the order written (a key appended twice: the later one last).
+    /// Append a row of a kind read only by scans.
+    fn append(&mut self, key: Vec<u8>, row: Row) {
+        if let Some(keys) = self.appended_ordered.get_mut().get_mut(&kind(&key)) {
+            keys.insert(key.clone(), self.appended.len());
+        }
+        self.appended.push((key, row));
+    }
+
+    /// Drop the rows appended after the first `len` (their kinds' order is rebuilt on the
+    /// next scan).
+    fn truncate_appended(&mut self, len: usize) {
+        self.appended.truncate(len);
+        self.appended_ordered.get_mut().clear();
+    }
+
+    /// Visit the rows with `lo <= key < hi`: the appended ones (for a key appended more
+    /// than once, its last row), then the others, each in key order.
     fn visit_range(&self, lo: &[u8], hi: &[u8], mut visit: impl FnMut(&Vec<u8>, &Row)) {
         use std::ops::Bound::{Excluded, Included};
         if lo >= hi {
             return;
         }
-        self.appended
-            .iter()
-            .filter(|(k, _)| lo <= k.as_slice() && k.as_slice() < hi)
-            .for_each(|(k, row)| visit(k, row));
+        if !self.appended.is_empty() {
+            let mut ordered = self.appended_ordered.borrow_mut();
+            for k in kind(lo)..=kind(hi) {
+                let keys = ordered.entry(k).or_insert_with(|| {
+                    let mut keys = BTreeMap::new();
+                    for (i, (key, _)) in self.appended.iter().enumerate() {
+                        if kind(key) == k {
+                            keys.insert(key.clone(), i);
+                        }
+                    }
+                    keys
+                });
+                for (key, i) in keys.range::<[u8], _>((Included(lo), Excluded(hi))) {
+                    visit(key, &self.appended[*i].1);
+                }
+            }
+        }
         if self.rows.is_empty() {
             return;
         }
@@ -387,6 +419,7 @@ impl Memo {
         }
         written.ordered.get_mut().clear();
         written.appended.clear();
+        written.appended_ordered.get_mut().clear();
         if written.rows.capacity() > self.spare.rows.capacity() {
             self.spare = written;
         }
@@ -614,7 +647,7 @@ impl<'a> Txn<'a> {
     /// group's first write of the key).
     fn set_fresh(&mut self, key: Vec<u8>, row: Row, fresh: bool) {
         if self.unread.has_kind_of(&key) {
-            self.overlay.appended.push((key, row));
+            self.overlay.append(key, row);
             return;
         }
         let gen = self.gen;
@@ -681,7 +714,8 @@ impl<'a> Txn<'a> {
         // which are newer there (a scan of records is rare: a wipe's of partition states).
         if let Some(memo) = self.memo {
             let memo = memo.borrow();
-            if memo.write_back {
+            let held = (kind(lo)..=kind(hi)).any(|k| memo.hot_kinds.has_kind_of(&[k]));
+            if memo.write_back && held {
                 memo.hot
                     .iter()
                     .filter(|(k, _)| lo <= k.as_slice() && k.as_slice() < hi)
@@ -702,7 +736,7 @@ impl<'a> Txn<'a> {
 
     /// Undo every write since [`Txn::begin`].
     pub fn rollback(&mut self) {
-        self.overlay.appended.truncate(self.appended_before);
+        self.overlay.truncate_appended(self.appended_before);
         let gen = self.gen;
         let ordered = self.overlay.ordered.get_mut();
         self.overlay.rows.retain(|k, slot| {
