@@ -362,6 +362,7 @@ impl Log {
             location: "committer thread".into(),
             reason: e.to_string(),
         })?;
+        let memo = new_memo(projector.as_deref());
         let writer = Writer {
             queued: queued.clone(),
             views_epoch: views_epoch.clone(),
@@ -373,7 +374,7 @@ impl Log {
             projector,
             batch_bytes: 0,
             encoder: spawn_encoder(),
-            memo: Memo::default(),
+            memo,
             commits: Some(commits),
             committer: Some(committer),
             inflight: None,
@@ -382,10 +383,6 @@ impl Log {
             prev_overlay: Overlay::default(),
             #[cfg(test)]
             gate: commit_gate.clone(),
-        };
-        let writer = Writer {
-            memo: writer.new_memo(),
-            ..writer
         };
         let handle = std::thread::Builder::new()
             .name("assetlog-writer".into())
@@ -1641,12 +1638,12 @@ struct Staged {
     result: Vec<Appended>,
 }
 
-impl Writer {
-    /// An empty memo for this writer's projector.
-    fn new_memo(&self) -> Memo {
-        Memo::new(self.projector.as_ref().map_or(&[], |p| p.unread_kinds()))
-    }
+/// An empty memo for a writer with `projector`.
+fn new_memo(projector: Option<&dyn Projector>) -> Memo {
+    Memo::new(projector.map_or(&[], |p| p.unread_kinds()))
+}
 
+impl Writer {
     fn run(mut self, rx: Receiver<Msg>) {
         while let Ok(first) = rx.recv() {
             self.queued.fetch_sub(1, Ordering::SeqCst);
@@ -1756,7 +1753,7 @@ impl Writer {
         if epoch != self.memo_epoch {
             // Someone else rewrote the views: what the writer remembers of them is void.
             // (Nothing is in flight then: a rebuild runs with no appends.)
-            self.memo = self.new_memo();
+            self.memo = new_memo(self.projector.as_deref());
             self.prev_overlay.clear();
             self.memo_epoch = epoch;
         }
