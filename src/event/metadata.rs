@@ -202,9 +202,14 @@ impl Serialize for SharedSchema {
 
 impl<'de> Deserialize<'de> for SharedSchema {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<SharedSchema, D::Error> {
-        let probe = match shared::skip_known() {
-            Ok(known) => return Ok(known),
-            Err(probe) => probe,
+        // Only a binary decode can be the `from_postcard` one (not, say, a JSON value
+        // parsed inside it).
+        let probe = match d.is_human_readable() {
+            true => None,
+            false => match shared::skip_known() {
+                Ok(known) => return Ok(known),
+                Err(probe) => probe,
+            },
         };
         #[cfg(test)]
         shared::PARSED.with(|n| n.set(n.get() + 1));
