@@ -123,6 +123,14 @@ struct Slot {
     fresh: bool,
 }
 
+impl Slot {
+    /// A record that had a row before its group: the memo takes it in, and a memo that
+    /// writes records back holds it back from the group's batch.
+    fn kept(&self) -> bool {
+        !self.fresh && matches!(self.row, Row::Record(_))
+    }
+}
+
 /// Rows written by a group and not yet in RocksDB, by key.
 ///
 /// Scans while staging are rare and stay within one kind of key (its first byte), so keys
@@ -409,7 +417,7 @@ impl Memo {
     /// one read from RocksDB, after which it is remembered.
     pub fn absorb(&mut self, mut written: Overlay) {
         for (k, slot) in written.rows.drain() {
-            if matches!(slot.row, Row::Record(_)) && !slot.fresh {
+            if slot.kept() {
                 self.remember_hot(k, slot.row);
             } else if self.hot_kinds.has_kind_of(&k) {
                 if let Some(hot) = self.hot.get_mut(&k) {
@@ -714,8 +722,8 @@ impl<'a> Txn<'a> {
         // which are newer there (a scan of records is rare: a wipe's of partition states).
         if let Some(memo) = self.memo {
             let memo = memo.borrow();
-            let held = (kind(lo)..=kind(hi)).any(|k| memo.hot_kinds.has_kind_of(&[k]));
-            if memo.write_back && held {
+            let held = || (kind(lo)..=kind(hi)).any(|k| memo.hot_kinds.has_kind_of(&[k]));
+            if memo.write_back && held() {
                 memo.hot
                     .iter()
                     .filter(|(k, _)| lo <= k.as_slice() && k.as_slice() < hi)
@@ -770,12 +778,11 @@ impl<'a> Txn<'a> {
     pub fn write_into(self, batch: &mut WriteBatch) -> Overlay {
         let Txn {
             cf,
-            overlay,
+            mut overlay,
             prev,
             memo,
             ..
         } = self;
-        let mut overlay = overlay;
         let mut write_back = false;
         if let Some(memo) = memo {
             let mut memo = memo.borrow_mut();
@@ -812,9 +819,7 @@ impl<'a> Txn<'a> {
             overlay
                 .rows
                 .iter()
-                .filter(|(_, slot)| {
-                    !(write_back && !slot.fresh && matches!(slot.row, Row::Record(_)))
-                })
+                .filter(|(_, slot)| !(write_back && slot.kept()))
                 .map(|(k, slot)| {
                     let (hi, lo) = head(k);
                     (hi, lo, k, 0, &slot.row)
@@ -839,9 +844,7 @@ impl<'a> Txn<'a> {
             // them out of this overlay.
             let mut memo = memo.borrow_mut();
             let ordered = overlay.ordered.get_mut();
-            let held = overlay
-                .rows
-                .extract_if(|_, s| !s.fresh && matches!(s.row, Row::Record(_)));
+            let held = overlay.rows.extract_if(|_, slot| slot.kept());
             for (k, slot) in held {
                 if let Some(keys) = ordered.get_mut(&kind(&k)) {
                     keys.remove(&k);
