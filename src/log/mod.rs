@@ -317,6 +317,15 @@ fn views_descriptor(store: &Path) -> Result<ColumnFamilyDescriptor> {
         .ok_or_else(|| Error::ViewsOptions("no views family in the file".into()))
 }
 
+/// What a replay's projecting thread hands its writing thread for one chunk.
+enum ToWrite {
+    /// A sealed overlay (see [`Txn::seal`]), which the writing thread puts into a batch while
+    /// the projecting thread reads it under the next chunk.
+    Sealed(Arc<Overlay>),
+    /// A batch built already (the records a memo wrote back, at the end).
+    Batch(WriteBatch),
+}
+
 impl Log {
     /// Open (or create) the store at `path` and start its writer thread.
     pub fn open(path: impl AsRef<Path>, options: LogOptions) -> Result<Log> {
@@ -719,12 +728,12 @@ impl Log {
         const CHUNK: usize = 8192;
         let views_cf = self.cf(cf::VIEWS);
         let memo = RefCell::new(memo);
-        let mut prev = Overlay::default();
+        let mut prev = Arc::new(Overlay::default());
         // Three stages on three threads: a reader reads, decodes and prepares the next chunks,
-        // this thread projects one, a writer writes the one before it (and hands its events
-        // back to the reader to free).
+        // this thread projects one, a writer puts the one before it into a batch and writes
+        // it (and hands its events back to the reader to free).
         let (tx, rx) = sync_channel::<Result<Vec<(Seq, Event)>>>(2);
-        let (to_write, writes) = sync_channel::<(WriteBatch, Vec<(Seq, Event)>)>(1);
+        let (to_write, writes) = sync_channel::<(ToWrite, Vec<(Seq, Event)>)>(1);
         let (ack, acks) = sync_channel::<Result<()>>(1);
         // Written chunks' events go back to the reader, which frees them: it allocated them,
         // and the allocator frees on the allocating thread faster than across threads.
@@ -767,7 +776,22 @@ impl Log {
                 // Not synced: a replay that dies half-way is simply redone (the views'
                 // version marker is written only after the flush below).
                 let wo = WriteOptions::default();
-                for (batch, events) in writes {
+                let mut batch_bytes = 0;
+                for (rows, events) in writes {
+                    let batch = match rows {
+                        ToWrite::Batch(batch) => batch,
+                        ToWrite::Sealed(overlay) => {
+                            // Room for about as much as the last chunk wrote: a batch that
+                            // grows copies itself again and again.
+                            let mut batch =
+                                WriteBatch::with_capacity_bytes(batch_bytes + batch_bytes / 8);
+                            overlay.put_sorted_into(&mut batch, views_cf);
+                            // Let go before answering: the projector takes it back then.
+                            drop(overlay);
+                            batch_bytes = batch.size_in_bytes();
+                            batch
+                        }
+                    };
                     let written = self.db.write_opt(batch, &wo).map_err(Error::from);
                     // The reader may be gone (it read the last chunk): then free them here.
                     let _ = give_back.send(events);
@@ -778,7 +802,6 @@ impl Log {
             });
             // The last seq of the chunk being written.
             let mut writing: Option<Seq> = None;
-            let mut batch_bytes = 0;
             let mut settle = |writing: &mut Option<Seq>| -> Result<()> {
                 if let Some(last) = writing.take() {
                     acks.recv().map_err(|_| Error::Closed)??;
@@ -791,20 +814,18 @@ impl Log {
                 let Some(last) = events.last().map(|(s, _)| *s) else {
                     break;
                 };
-                let mut txn = Txn::with_memo(&self.db, views_cf, &memo).over(prev);
+                let mut txn = Txn::with_memo(&self.db, views_cf, &memo).over_shared(prev);
                 for (seq, ev) in &events {
                     projector.apply(&mut txn, *seq, ev)?;
                 }
                 projector.applied(&mut txn, last);
-                // The chunk before is written before this one is put in a batch (which moves
-                // the chunk before into the memo as committed).
+                // The chunk before is written before this one is sealed (which moves the
+                // chunk before into the memo as committed).
                 settle(&mut writing)?;
-                // Room for about as much as the last chunk wrote: a batch that grows copies
-                // itself again and again.
-                let mut batch = WriteBatch::with_capacity_bytes(batch_bytes + batch_bytes / 8);
-                prev = txn.write_into(&mut batch);
-                batch_bytes = batch.size_in_bytes();
-                to_write.send((batch, events)).map_err(|_| Error::Closed)?;
+                prev = Arc::new(txn.seal());
+                to_write
+                    .send((ToWrite::Sealed(prev.clone()), events))
+                    .map_err(|_| Error::Closed)?;
                 writing = Some(last);
             }
             if memo.borrow().writes_back() {
@@ -813,10 +834,10 @@ impl Log {
                     settle(&mut writing)?;
                     let mut batch = WriteBatch::default();
                     Txn::with_memo(&self.db, views_cf, &memo)
-                        .over(std::mem::take(&mut prev))
+                        .over_shared(std::mem::take(&mut prev))
                         .write_back_all(&mut batch);
                     to_write
-                        .send((batch, Vec::new()))
+                        .send((ToWrite::Batch(batch), Vec::new()))
                         .map_err(|_| Error::Closed)?;
                     writing = Some(last);
                 }

@@ -15,6 +15,7 @@
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rocksdb::{ColumnFamily, ReadOptions, WriteBatch, DB};
 
@@ -22,7 +23,7 @@ use super::error::Result;
 
 /// A view value that can be kept decoded in the overlay. The projections implement it for
 /// their records with the views' codec.
-pub trait Value: Clone + Send + Sized + 'static {
+pub trait Value: Clone + Send + Sync + Sized + 'static {
     fn encode(&self) -> Vec<u8>;
     fn decode(bytes: &[u8]) -> Result<Self>;
 }
@@ -31,7 +32,7 @@ pub trait Value: Clone + Send + Sized + 'static {
 struct Typed<T>(Option<T>);
 
 /// [`Typed`] with its type erased, so one overlay holds records of every view.
-trait Record: Send {
+trait Record: Send + Sync {
     fn encode(&self) -> Option<Vec<u8>>;
     fn clone_box(&self) -> Box<dyn Record>;
     fn as_any(&self) -> &dyn Any;
@@ -141,11 +142,28 @@ impl Slot {
 #[derive(Default)]
 pub struct Overlay {
     rows: HashMap<Vec<u8>, Slot, foldhash::fast::RandomState>,
-    ordered: RefCell<BTreeMap<u8, BTreeSet<Vec<u8>>>>,
+    ordered: Lazy<BTreeMap<u8, BTreeSet<Vec<u8>>>>,
     appended: Vec<(Vec<u8>, Row)>,
     /// For the kinds scanned so far: their appended keys in order, each with the index of
     /// its last row in `appended` (as `ordered` is for the others).
-    appended_ordered: RefCell<BTreeMap<u8, BTreeMap<Vec<u8>, usize>>>,
+    appended_ordered: Lazy<BTreeMap<u8, BTreeMap<Vec<u8>, usize>>>,
+}
+
+/// An index an [`Overlay`] builds on its first scan, behind `&self`. A lock, not a
+/// `RefCell`: a replay's writing thread reads a sealed overlay (see [`Txn::seal`]) while
+/// the projecting thread may still scan it, so an overlay must be `Sync`. Only the
+/// projecting thread ever locks it.
+#[derive(Default)]
+struct Lazy<T>(Mutex<T>);
+
+impl<T> Lazy<T> {
+    fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get_mut(&mut self) -> &mut T {
+        self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// The kind of a key: its first byte.
@@ -187,6 +205,42 @@ impl Overlay {
 
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty() && self.appended.is_empty()
+    }
+
+    /// Put every row into `batch`, in key order (a key appended twice: in the order
+    /// written, so the last one wins). Sorted by the keys' first 24 bytes held inline
+    /// (zero-padded, which orders as the bytes do), then by the whole keys: most
+    /// comparisons then read no key.
+    pub fn put_sorted_into(&self, batch: &mut WriteBatch, cf: &ColumnFamily) {
+        let head = |k: &[u8]| {
+            let mut head = [0u8; 24];
+            let n = k.len().min(24);
+            head[..n].copy_from_slice(&k[..n]);
+            let (hi, lo) = head.split_at(16);
+            (
+                u128::from_be_bytes(hi.try_into().expect("16 bytes")),
+                u64::from_be_bytes(lo.try_into().expect("8 bytes")),
+            )
+        };
+        let mut sorted: Vec<(u128, u64, &Vec<u8>, usize, &Row)> =
+            Vec::with_capacity(self.rows.len() + self.appended.len());
+        sorted.extend(self.rows.iter().map(|(k, slot)| {
+            let (hi, lo) = head(k);
+            (hi, lo, k, 0, &slot.row)
+        }));
+        sorted.extend(self.appended.iter().enumerate().map(|(i, (k, row))| {
+            let (hi, lo) = head(k);
+            (hi, lo, k, i, row)
+        }));
+        sorted.sort_unstable_by(|a, b| {
+            (a.0, a.1)
+                .cmp(&(b.0, b.1))
+                .then_with(|| a.2.cmp(b.2))
+                .then(a.3.cmp(&b.3))
+        });
+        for (_, _, k, _, row) in sorted {
+            row.put_into(batch, cf, k);
+        }
     }
 
     fn row(&self, key: &[u8]) -> Option<&Row> {
@@ -231,7 +285,7 @@ impl Overlay {
             return;
         }
         if !self.appended.is_empty() {
-            let mut ordered = self.appended_ordered.borrow_mut();
+            let mut ordered = self.appended_ordered.lock();
             for k in kind(lo)..=kind(hi) {
                 let keys = ordered.entry(k).or_insert_with(|| {
                     let mut keys = BTreeMap::new();
@@ -250,7 +304,7 @@ impl Overlay {
         if self.rows.is_empty() {
             return;
         }
-        let mut ordered = self.ordered.borrow_mut();
+        let mut ordered = self.ordered.lock();
         for k in kind(lo)..=kind(hi) {
             let keys = ordered.entry(k).or_insert_with(|| {
                 self.rows
@@ -450,7 +504,8 @@ pub struct Txn<'a> {
     cf: &'a ColumnFamily,
     overlay: Overlay,
     /// The previous group's rows, while the committer writes them: under this overlay.
-    prev: Overlay,
+    /// Shared with the thread that writes them in a replay (see [`Txn::seal`]).
+    prev: Arc<Overlay>,
     /// The current request, for rollback (see [`Slot`]), and how many rows the overlay had
     /// appended when it began.
     gen: u32,
@@ -466,7 +521,7 @@ impl<'a> Txn<'a> {
             db,
             cf,
             overlay: Overlay::default(),
-            prev: Overlay::default(),
+            prev: Arc::default(),
             gen: 0,
             appended_before: 0,
             unread: Kinds::default(),
@@ -488,6 +543,12 @@ impl<'a> Txn<'a> {
     /// This txn, on top of the rows of the group before, which its writer is writing (and
     /// has written by the time this txn's [`Txn::write_into`] is called).
     pub fn over(self, prev: Overlay) -> Txn<'a> {
+        self.over_shared(Arc::new(prev))
+    }
+
+    /// [`Txn::over`] a sealed overlay (see [`Txn::seal`]) that another thread is writing:
+    /// it must let go of it before this txn is sealed or written.
+    pub fn over_shared(self, prev: Arc<Overlay>) -> Txn<'a> {
         Txn { prev, ..self }
     }
 
@@ -776,73 +837,47 @@ impl<'a> Txn<'a> {
     /// written by now, moves into the memo: its records (decoded) and its new values of
     /// rows the memo already holds.
     pub fn write_into(self, batch: &mut WriteBatch) -> Overlay {
+        let cf = self.cf;
+        let overlay = self.seal();
+        overlay.put_sorted_into(batch, cf);
+        overlay
+    }
+
+    /// What [`Txn::write_into`] does before it builds the batch: the group before, written
+    /// by now, moves into the memo; a memo that writes records back lets go of them when
+    /// full (into this overlay, to be written with it) and takes this group's kept records
+    /// out of it. The overlay left is what the group writes ([`Overlay::put_sorted_into`]),
+    /// which a replay does on its writing thread while the next group reads the overlay.
+    pub fn seal(self) -> Overlay {
         let Txn {
-            cf,
             mut overlay,
             prev,
             memo,
             ..
         } = self;
-        let mut write_back = false;
-        if let Some(memo) = memo {
-            let mut memo = memo.borrow_mut();
-            memo.absorb(prev);
-            write_back = memo.write_back;
-            if write_back && memo.hot.len() > Memo::HOT_CAPACITY {
-                // Let go of every record kept: written with this group (which also has the
-                // next group read them from the overlay until then), unless it has a newer
-                // one.
-                for (k, row) in memo.hot.drain() {
-                    overlay.put_fresh(k, row);
-                }
-            }
-            if let Some(written) = &mut memo.written {
-                overlay.rows.keys().for_each(|k| written.insert(k));
-            }
-        }
-        // Sorted by the keys' first 24 bytes held inline (zero-padded, which orders as the
-        // bytes do), then by the whole keys, then (a key appended twice) in the order written:
-        // most comparisons then read no key.
-        let head = |k: &[u8]| {
-            let mut head = [0u8; 24];
-            let n = k.len().min(24);
-            head[..n].copy_from_slice(&k[..n]);
-            let (hi, lo) = head.split_at(16);
-            (
-                u128::from_be_bytes(hi.try_into().expect("16 bytes")),
-                u64::from_be_bytes(lo.try_into().expect("8 bytes")),
-            )
+        let Some(memo) = memo else {
+            return overlay;
         };
-        let mut sorted: Vec<(u128, u64, &Vec<u8>, usize, &Row)> =
-            Vec::with_capacity(overlay.rows.len() + overlay.appended.len());
-        sorted.extend(
-            overlay
-                .rows
-                .iter()
-                .filter(|(_, slot)| !(write_back && slot.kept()))
-                .map(|(k, slot)| {
-                    let (hi, lo) = head(k);
-                    (hi, lo, k, 0, &slot.row)
-                }),
-        );
-        sorted.extend(overlay.appended.iter().enumerate().map(|(i, (k, row))| {
-            let (hi, lo) = head(k);
-            (hi, lo, k, i, row)
-        }));
-        sorted.sort_unstable_by(|a, b| {
-            (a.0, a.1)
-                .cmp(&(b.0, b.1))
-                .then_with(|| a.2.cmp(b.2))
-                .then(a.3.cmp(&b.3))
-        });
-        for (_, _, k, _, row) in sorted {
-            row.put_into(batch, cf, k);
+        let mut memo = memo.borrow_mut();
+        let prev = Arc::try_unwrap(prev)
+            .unwrap_or_else(|_| panic!("the group before was sealed while still being written"));
+        memo.absorb(prev);
+        let write_back = memo.write_back;
+        if write_back && memo.hot.len() > Memo::HOT_CAPACITY {
+            // Let go of every record kept: written with this group (which also has the
+            // next group read them from the overlay until then), unless it has a newer
+            // one.
+            for (k, row) in memo.hot.drain() {
+                overlay.put_fresh(k, row);
+            }
         }
-        if let (true, Some(memo)) = (write_back, memo) {
+        if let Some(written) = &mut memo.written {
+            overlay.rows.keys().for_each(|k| written.insert(k));
+        }
+        if write_back {
             // The records held back go to the memo now, not when the group is written (they
             // are not in it): the next group then takes them from there instead of copying
             // them out of this overlay.
-            let mut memo = memo.borrow_mut();
             let ordered = overlay.ordered.get_mut();
             let held = overlay.rows.extract_if(|_, slot| slot.kept());
             for (k, slot) in held {

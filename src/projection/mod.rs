@@ -96,7 +96,7 @@ pub fn dec<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 }
 
 // Every view value can be held decoded in the writer's overlay, with the views' codec.
-impl<T: Serialize + DeserializeOwned + Clone + Send + 'static> Value for T {
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Value for T {
     fn encode(&self) -> Vec<u8> {
         enc(self)
     }
