@@ -703,6 +703,56 @@ fn rows_of_kinds_only_scanned_are_scanned_in_order_rolled_back_and_written_last_
 }
 
 #[test]
+fn a_sealed_overlay_is_written_by_another_thread_while_the_next_txn_reads_and_scans_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let db = log.db();
+    let views = db.cf_handle(cf::VIEWS).unwrap();
+    let memo = std::cell::RefCell::new(Memo::new(b"h"));
+    let row = |k: &str, v: &str| (k.as_bytes().to_vec(), v.as_bytes().to_vec());
+    let mut first = Txn::with_memo(db, views, &memo);
+    first.put(b"a1".to_vec(), b"x".to_vec());
+    first.put(b"h1".to_vec(), b"old".to_vec());
+    first.put(b"h1".to_vec(), b"y".to_vec());
+    first.put(b"h0".to_vec(), b"z".to_vec());
+    let sealed = std::sync::Arc::new(first.seal());
+    let writing = sealed.clone();
+    let mut second = Txn::with_memo(db, views, &memo).over_shared(sealed);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || {
+            let mut batch = WriteBatch::default();
+            writing.put_sorted_into(&mut batch, views);
+            drop(writing);
+            db.write(batch).unwrap();
+        });
+        // Read while the other thread may be building the batch from the same rows.
+        assert_eq!(second.get(b"a1").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(
+            second.scan(b"h", b"i").unwrap(),
+            [row("h0", "z"), row("h1", "y")]
+        );
+        second.put(b"a2".to_vec(), b"w".to_vec());
+        writer.join().unwrap();
+    });
+    let mut batch = WriteBatch::default();
+    second.write_into(&mut batch);
+    db.write(batch).unwrap();
+    let stored: Vec<(Vec<u8>, Vec<u8>)> = db
+        .iterator_cf(views, rocksdb::IteratorMode::Start)
+        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            row("a1", "x"),
+            row("a2", "w"),
+            row("h0", "z"),
+            row("h1", "y")
+        ]
+    );
+}
+
+#[test]
 fn txn_rollback_restores_the_overlay_as_it_was_at_begin() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());

@@ -7,7 +7,8 @@
 //!
 //! Records that are read and rewritten by many events (a run, an asset, a step) stay
 //! decoded in the overlay ([`Txn::update`]): a group of 1,000 events of one run decodes and
-//! encodes its record once, not 1,000 times. Encoding happens in [`Txn::write_into`].
+//! encodes its record once, not 1,000 times. Encoding happens in [`Txn::write_into`] (in a
+//! replay, on the writing thread: see [`Txn::seal`]).
 //!
 //! Layers, first match wins: this group's overlay, the previous group's (still being
 //! written), the memo of committed rows, RocksDB.
