@@ -657,6 +657,14 @@ fn a_replay_memo_writes_a_changed_record_back_once_and_reads_and_scans_see_it() 
     assert_eq!(stored(), Some(enc(&2)));
 }
 
+/// Every row of the views family, in key order.
+fn stored_views(db: &rocksdb::DB) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let views = db.cf_handle(cf::VIEWS).unwrap();
+    db.iterator_cf(views, rocksdb::IteratorMode::Start)
+        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+        .collect()
+}
+
 #[test]
 fn rows_of_kinds_only_scanned_are_scanned_in_order_rolled_back_and_written_last_wins() {
     let dir = tempfile::tempdir().unwrap();
@@ -695,10 +703,7 @@ fn rows_of_kinds_only_scanned_are_scanned_in_order_rolled_back_and_written_last_
     let mut batch = WriteBatch::default();
     txn.write_into(&mut batch);
     db.write(batch).unwrap();
-    let stored: Vec<(Vec<u8>, Vec<u8>)> = db
-        .iterator_cf(views, rocksdb::IteratorMode::Start)
-        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
-        .collect();
+    let stored = stored_views(db);
     assert_eq!(stored, [row("h0", "c"), row("h1", "b")]);
 }
 
@@ -737,10 +742,7 @@ fn a_sealed_overlay_is_written_by_another_thread_while_the_next_txn_reads_and_sc
     let mut batch = WriteBatch::default();
     second.write_into(&mut batch);
     db.write(batch).unwrap();
-    let stored: Vec<(Vec<u8>, Vec<u8>)> = db
-        .iterator_cf(views, rocksdb::IteratorMode::Start)
-        .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
-        .collect();
+    let stored = stored_views(db);
     assert_eq!(
         stored,
         [
