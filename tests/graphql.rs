@@ -403,6 +403,67 @@ async fn catalog_pagination_walks_everything_once() {
     assert_eq!(seen, expected);
 }
 
+/// History pages newest first by time, whatever order the events arrived in, and each page
+/// resumes after the storage id the previous one ended with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_pages_newest_first_by_time_from_a_storage_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    // Timestamps in a shuffled order: storage ids do not follow time.
+    let events: Vec<Value> = (0..30)
+        .map(|i| json!({"id": format!("m{i}"), "type": "ASSET_MATERIALIZATION", "timestamp": 1_700_000_000 + (i * 7) % 30, "asset_key": "t"}))
+        .collect();
+    let (status, _) =
+        post_events(&server, &server.admin, serde_json::to_vec(&events).unwrap()).await;
+    assert_eq!(status, 200);
+    let q = r#"query($c: Int) { asset(key: ["t"]) { latestMaterialization { storageId }
+        materializations(beforeStorageId: $c, limit: 4) { events { storageId timestamp } cursor hasMore } } }"#;
+    let (mut cursor, mut times, mut first) = (Value::Null, Vec::new(), None);
+    loop {
+        let a = data(&server, &server.admin, q, json!({"c": cursor})).await["asset"].clone();
+        let page = &a["materializations"];
+        for e in page["events"].as_array().unwrap() {
+            first.get_or_insert(e["storageId"].clone());
+            times.push(e["timestamp"].as_f64().unwrap() as i64 - 1_700_000_000);
+        }
+        assert_eq!(
+            a["latestMaterialization"]["storageId"],
+            first.clone().unwrap()
+        );
+        if !page["hasMore"].as_bool().unwrap() {
+            break;
+        }
+        cursor = page["cursor"].clone();
+    }
+    assert_eq!(times, (0..30).rev().collect::<Vec<_>>());
+
+    // A storage id that is not this tenant's event is an error that names the argument.
+    let (agent_b, _) = token_for(&server, "team-b", "agent").await;
+    let (status, _) = post_events(
+        &server,
+        &agent_b,
+        serde_json::to_vec(&vec![
+            json!({"id": "b1", "type": "ASSET_MATERIALIZATION", "timestamp": 1, "asset_key": "t"}),
+        ])
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let other = last_seq(&server).await;
+    for bad in [other, other + 1000] {
+        let v = gql(&server, &server.admin, q, json!({"c": bad})).await;
+        assert!(
+            v["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!(
+                    "beforeStorageId {bad} is not an event of this deployment"
+                )),
+            "{v}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_are_isolated_and_limits_are_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -426,18 +426,23 @@ fn export_schemas<W: Write + Send>(
             }
         }
         None => {
-            // Every asset with measurements: one seek per asset, not a walk of every entry.
-            let prefix = K::new(vk::POINTS, dep).build();
-            let mut lo = prefix.clone();
-            let hi = vk::end_of(&prefix);
-            while let Some((k, _)) = reader.scan(&lo, &hi, false, 1)?.pop() {
-                let asset = u64::from_be_bytes(k[5..13].try_into().unwrap_or_default());
-                assets.push(asset);
-                lo = K::new(vk::POINTS, dep).u64(asset.saturating_add(1)).build();
-                if asset == u64::MAX {
-                    break;
+            // Every asset with history rows: one seek per asset and family, not a walk of
+            // every entry.
+            let mut with_rows = BTreeSet::new();
+            for kind in [vk::MATERIALIZATIONS, vk::OBSERVATIONS, vk::POINTS] {
+                let prefix = K::new(kind, dep).build();
+                let mut lo = prefix.clone();
+                let hi = vk::end_of(&prefix);
+                while let Some((k, _)) = reader.scan(&lo, &hi, false, 1)?.pop() {
+                    let asset = u64::from_be_bytes(k[5..13].try_into().unwrap_or_default());
+                    with_rows.insert(asset);
+                    lo = K::new(kind, dep).u64(asset.saturating_add(1)).build();
+                    if asset == u64::MAX {
+                        break;
+                    }
                 }
             }
+            assets.extend(with_rows);
         }
     }
     for asset in assets {

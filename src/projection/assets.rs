@@ -148,40 +148,36 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
     Ok(())
 }
 
-/// After a wipe: latest events and counts from the history rows still visible.
+/// After a wipe: latest events and counts from the history rows still visible (those after
+/// the wipe's time: the last of them in key order is the latest).
 fn recount_after_wipe(txn: &Txn<'_>, dep: DeploymentId, r: &mut AssetRecord) -> Result<()> {
     let wiped_at = r.wiped_at;
     let visible = |e: &EventRef| wiped_at.is_none_or(|(t, _)| e.timestamp_us > t);
-    let mut latest = None;
-    let mut count = 0;
-    for (_, v) in txn.scan_prefix(
-        &K::new(keys::MATERIALIZATIONS, dep).u64(r.id).build(),
-        false,
-        usize::MAX,
-    )? {
-        let e: EventRef = super::dec(&v)?;
-        if visible(&e) {
-            count += 1;
-            latest = later(latest, e);
-        }
-    }
-    let mut latest_obs = None;
-    let mut obs = 0;
-    for (_, v) in txn.scan_prefix(
-        &K::new(keys::OBSERVATIONS, dep).u64(r.id).build(),
-        false,
-        usize::MAX,
-    )? {
-        let e: EventRef = super::dec(&v)?;
-        if visible(&e) {
-            obs += 1;
-            latest_obs = later(latest_obs, e);
-        }
-    }
-    r.latest_materialization = latest;
-    r.materialization_count = count;
-    r.latest_observation = latest_obs;
-    r.observation_count = obs;
+    let after = |kind: u8| -> Result<(Option<EventRef>, u64)> {
+        let prefix = K::new(kind, dep).u64(r.id);
+        let lo = match wiped_at.map(|(t, _)| t.checked_add(1)) {
+            Some(Some(t)) => prefix.clone().time(t).build(),
+            Some(None) => return Ok((None, 0)),
+            None => prefix.clone().build(),
+        };
+        let rows = txn.scan(&lo, &keys::end_of(&prefix.build()))?;
+        let latest = match rows.last() {
+            Some((k, v)) => {
+                let (timestamp_us, seq) = keys::tail_time_seq(k);
+                let e: super::points::Entry = super::dec(v)?;
+                Some(EventRef {
+                    seq,
+                    timestamp_us,
+                    run_id: e.run_id,
+                    partition: e.partition,
+                })
+            }
+            None => None,
+        };
+        Ok((latest, rows.len() as u64))
+    };
+    (r.latest_materialization, r.materialization_count) = after(keys::MATERIALIZATIONS)?;
+    (r.latest_observation, r.observation_count) = after(keys::OBSERVATIONS)?;
     if r.latest_planned.as_ref().is_some_and(|p| !visible(p)) {
         r.latest_planned = None;
     }

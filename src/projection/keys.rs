@@ -14,9 +14,9 @@
 //! | 0x2e | (global) | applied seq `u64` |
 //! | 0x2f | (global) | views version `u64` |
 //! | 0x30 | asset id | `assets::AssetRecord` |
-//! | 0x31 | asset id, seq | materialization `EventRef` |
-//! | 0x32 | asset id, partition, seq | materialization `EventRef` |
-//! | 0x33 | asset id, seq | observation `EventRef` |
+//! | 0x37 | asset id, timestamp, seq | materialization `points::Entry` |
+//! | 0x38 | asset id, partition, timestamp, seq | materialization's run id `Option<String>` |
+//! | 0x39 | asset id, timestamp, seq | observation `points::Entry` |
 //! | 0x34 | asset id, partition | `partitions::PartitionState` |
 //! | 0x35 | run id, asset id, partition | empty: partitions a run planned |
 //! | 0x36 | asset id | `partitions::PartitionCounts` |
@@ -25,9 +25,9 @@
 //! | 0x42 | code location | `lineage::LocationRecord` |
 //! | 0x43 | asset id | `lineage::ColumnLineageRecord` |
 //! | 0x44 | schema hash `u64` | [`crate::event::TableSchema`] |
-//! | 0x45 | asset id, timestamp, seq | schema hash |
-//! | 0x46 | asset id, partition (`""` = whole table), timestamp, seq | row count `i64` |
-//! | 0x47 | asset id, label, timestamp, seq | `f64` |
+//! | 0x46 | asset id, partition, timestamp, seq | partition row count `i64` |
+//! | 0x48 | asset id, timestamp, seq | a definitions event's schema, `points::Entry` |
+//! | 0x49 | asset id, label | empty: labels with numeric values |
 //! | 0x50 | run id | `runs::RunRecord` |
 //! | 0x51 | status, created, run id | empty |
 //! | 0x52 | created, run id | empty |
@@ -45,9 +45,10 @@ pub const NEXT_ASSET_ID: u8 = 0x22;
 pub const APPLIED_SEQ: u8 = 0x2e;
 pub const VERSION: u8 = 0x2f;
 pub const ASSET: u8 = 0x30;
-pub const MATERIALIZATIONS: u8 = 0x31;
-pub const PARTITION_MATERIALIZATIONS: u8 = 0x32;
-pub const OBSERVATIONS: u8 = 0x33;
+// 0x31-0x33 (histories by seq, views version 3): now by time, with what each event measured.
+pub const MATERIALIZATIONS: u8 = 0x37;
+pub const PARTITION_MATERIALIZATIONS: u8 = 0x38;
+pub const OBSERVATIONS: u8 = 0x39;
 pub const PARTITION: u8 = 0x34;
 pub const RUN_PLANNED: u8 = 0x35;
 pub const PARTITION_COUNTS: u8 = 0x36;
@@ -56,7 +57,7 @@ pub const DOWNSTREAM: u8 = 0x41;
 pub const LOCATION: u8 = 0x42;
 pub const COLUMN_LINEAGE: u8 = 0x43;
 pub const SCHEMA: u8 = 0x44;
-// 0x45 (schema history) and 0x47 (numeric series): views version 1, now in POINTS.
+// 0x45 (schema history) and 0x47 (numeric series): views version 1, now in the histories.
 /// Partition row counts only (whole-table ones are in POINTS).
 pub const ROW_COUNTS: u8 = 0x46;
 pub const POINTS: u8 = 0x48;

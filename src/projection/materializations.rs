@@ -1,42 +1,44 @@
-//! Materialization (and observation) history per asset and per partition, newest first,
-//! paged by storage id (the log seq). Rows hold an [`EventRef`]; the events themselves are
-//! read from the log by seq.
+//! Materialization (and observation) history per asset and per partition, newest first:
+//! by `(timestamp, seq)`, the order "latest" means everywhere in the views, so a history's
+//! first entry is the asset's (or partition's) latest event however the events arrived.
+//! Pages resume from a position in that order, which the API names by its storage id.
+//!
+//! An asset's rows carry what each event measured ([`points::Entry`]), so one row per event
+//! serves both the history and the measurement series. A partition's rows hold only the
+//! run id; the events themselves are read from the log by seq.
 
 use super::keys::{self, K};
-use super::{enc, EventRef, Result, Rows};
+use super::{enc, points, EventRef, Result, Rows};
 use crate::event::{AssetKey, DeploymentId, Event, EventBody, Seq};
 use crate::log::Txn;
+
+fn partition_key(dep: DeploymentId, asset: u64, partition: &str, ts: i64, seq: Seq) -> Vec<u8> {
+    K::new(keys::PARTITION_MATERIALIZATIONS, dep)
+        .u64(asset)
+        .str(partition)
+        .time(ts)
+        .u64(seq)
+        .build()
+}
 
 /// Apply an asset event of the asset `id`.
 pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
     let dep = ev.envelope.deployment;
-    match &ev.body {
-        EventBody::AssetMaterialization(a) => {
-            let r = EventRef::of(seq, ev, a.partition.clone());
-            txn.put(
-                K::new(keys::MATERIALIZATIONS, dep).u64(id).u64(seq).build(),
-                enc(&r),
-            );
-            if let Some(p) = &a.partition {
-                txn.put(
-                    K::new(keys::PARTITION_MATERIALIZATIONS, dep)
-                        .u64(id)
-                        .str(p)
-                        .u64(seq)
-                        .build(),
-                    enc(&r),
-                );
-            }
-        }
-        EventBody::AssetObservation(a) => {
-            let r = EventRef::of(seq, ev, a.partition.clone());
-            txn.put(
-                K::new(keys::OBSERVATIONS, dep).u64(id).u64(seq).build(),
-                enc(&r),
-            );
-        }
-        _ => {}
+    let ts = ev.envelope.timestamp_us;
+    let (kind, a) = match &ev.body {
+        EventBody::AssetMaterialization(a) => (keys::MATERIALIZATIONS, a),
+        EventBody::AssetObservation(a) => (keys::OBSERVATIONS, a),
+        _ => return Ok(()),
+    };
+    if let (keys::MATERIALIZATIONS, Some(p)) = (kind, &a.partition) {
+        txn.put(partition_key(dep, id, p, ts, seq), enc(&ev.envelope.run_id));
     }
+    let entry = points::Entry {
+        run_id: ev.envelope.run_id.clone(),
+        partition: a.partition.clone(),
+        measured: points::measure(txn, dep, id, &a.metadata, true)?,
+    };
+    txn.put(points::key(kind, dep, id, ts, seq), enc(&entry));
     Ok(())
 }
 
@@ -51,8 +53,8 @@ pub enum Kind {
 #[derive(Debug, Clone, Default)]
 pub struct HistoryQuery {
     pub partition: Option<String>,
-    /// Only events with seq below this (the cursor of the previous page).
-    pub before_seq: Option<Seq>,
+    /// Only events before this `(timestamp, seq)`: the last one of the previous page.
+    pub before: Option<(i64, Seq)>,
     pub after_us: Option<i64>,
     pub before_us: Option<i64>,
     pub limit: usize,
@@ -72,42 +74,45 @@ pub fn history(
     let prefix = match (kind, &q.partition) {
         (Kind::Materializations, Some(p)) => K::new(keys::PARTITION_MATERIALIZATIONS, dep)
             .u64(asset.id)
-            .str(p)
-            .build(),
-        (Kind::Materializations, None) => K::new(keys::MATERIALIZATIONS, dep).u64(asset.id).build(),
-        (Kind::Observations, _) => K::new(keys::OBSERVATIONS, dep).u64(asset.id).build(),
+            .str(p),
+        (Kind::Materializations, None) => K::new(keys::MATERIALIZATIONS, dep).u64(asset.id),
+        (Kind::Observations, _) => K::new(keys::OBSERVATIONS, dep).u64(asset.id),
     };
-    let hi = match q.before_seq {
-        Some(s) => {
-            let mut k = prefix.clone();
-            k.extend_from_slice(&s.to_be_bytes());
-            k
-        }
-        None => keys::end_of(&prefix),
+    // Visible after the wipe: later than it (and than `after_us`).
+    let after = match (asset.wiped_at.map(|(t, _)| t), q.after_us) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
     };
-    let mut out = Vec::with_capacity(q.limit.min(1024));
-    let mut hi = hi;
-    while out.len() < q.limit {
-        let page = rows.scan(&prefix, &hi, true, (q.limit - out.len()).max(64))?;
-        if page.is_empty() {
-            break;
-        }
-        for (_, v) in &page {
-            let e: EventRef = super::dec(v)?;
-            let ok = asset.visible(e.timestamp_us)
-                && (kind == Kind::Observations
-                    || q.partition.is_none()
-                    || e.partition == q.partition)
-                && q.after_us.is_none_or(|t| e.timestamp_us > t)
-                && q.before_us.is_none_or(|t| e.timestamp_us < t);
-            if ok {
-                out.push(e);
-                if out.len() >= q.limit {
-                    break;
-                }
-            }
-        }
-        hi = page.last().map(|(k, _)| k.clone()).unwrap_or_default();
+    let lo = match after {
+        Some(t) if t < i64::MAX => prefix.clone().time(t + 1).build(),
+        Some(_) => return Ok(Vec::new()),
+        None => prefix.clone().build(),
+    };
+    let mut hi = keys::end_of(&prefix.clone().build());
+    if let Some(t) = q.before_us {
+        hi = hi.min(prefix.clone().time(t).build());
     }
-    Ok(out)
+    if let Some((t, s)) = q.before {
+        hi = hi.min(prefix.clone().time(t).u64(s).build());
+    }
+    // Every row in range is visible: one scan of the page.
+    rows.scan(&lo, &hi, true, q.limit)?
+        .into_iter()
+        .map(|(k, v)| {
+            let (timestamp_us, seq) = keys::tail_time_seq(&k);
+            let (run_id, partition) = match &q.partition {
+                Some(p) if kind == Kind::Materializations => (super::dec(&v)?, Some(p.clone())),
+                _ => {
+                    let e: points::Entry = super::dec(&v)?;
+                    (e.run_id, e.partition)
+                }
+            };
+            Ok(EventRef {
+                seq,
+                timestamp_us,
+                run_id,
+                partition,
+            })
+        })
+        .collect()
 }

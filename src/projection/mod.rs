@@ -6,11 +6,12 @@
 //!
 //! - [`assets`]: the catalog (definition, latest materialization / observation, last run,
 //!   counts, wipe), filters by key prefix, group, owner, tag, kind;
-//! - [`materializations`]: history per asset and per partition, newest first, paged by seq;
+//! - [`materializations`]: history per asset and per partition, newest first by
+//!   `(timestamp, seq)`, paged;
 //! - [`partitions`]: per-partition state and per-asset status counts (no history scans);
 //! - [`lineage`]: asset edges from definitions, column lineage, bounded traversal;
-//! - [`points`]: one row per event of an asset's measurements (row count, numeric values,
-//!   schema hash), which the next two read;
+//! - [`points`]: what each event measured of an asset (row count, numeric values, schema
+//!   hash), held in its history row, which the next two read;
 //! - [`schema`]: current table schema, history (each distinct schema stored once), diffs;
 //! - [`rowcounts`]: row-count series and every other numeric metadata value by label;
 //! - [`runs`]: run records by status and by time;
@@ -56,7 +57,7 @@ use crate::log::{self, cf, Log, LogOptions, Projector, Txn, Value};
 use keys::K;
 
 /// Bump when a view's rows change meaning or layout: stores with other versions rebuild.
-pub const VIEWS_VERSION: u32 = 3;
+pub const VIEWS_VERSION: u32 = 4;
 
 /// Codec byte of every view value.
 pub const VIEW_V1: u8 = 0x01;
@@ -425,7 +426,6 @@ impl Projector for Views {
                     materializations::apply(txn, seq, ev, id)?;
                     partitions::apply(txn, seq, ev, id)?;
                     lineage::apply(txn, seq, ev, id)?;
-                    points::apply(txn, seq, ev, id)?;
                     rowcounts::apply(txn, seq, ev, id)?;
                 }
             }

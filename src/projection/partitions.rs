@@ -254,7 +254,8 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
     Ok(())
 }
 
-/// The latest visible materialization and the count after a wipe at `wiped_us`.
+/// The latest visible materialization and the count after a wipe at `wiped_us`: the
+/// partition's history rows after that time, the last of them the latest.
 fn rematerializations(
     txn: &Txn<'_>,
     dep: DeploymentId,
@@ -264,18 +265,27 @@ fn rematerializations(
 ) -> Result<(Option<EventRef>, u64)> {
     let prefix = K::new(keys::PARTITION_MATERIALIZATIONS, dep)
         .u64(asset)
-        .str(p)
-        .build();
-    let mut latest = None;
-    let mut n = 0;
-    for (_, v) in txn.scan_prefix(&prefix, false, usize::MAX)? {
-        let e: EventRef = super::dec(&v)?;
-        if e.timestamp_us > wiped_us {
-            n += 1;
-            latest = later(latest, e);
+        .str(p);
+    let Some(after) = wiped_us.checked_add(1) else {
+        return Ok((None, 0));
+    };
+    let rows = txn.scan(
+        &prefix.clone().time(after).build(),
+        &keys::end_of(&prefix.build()),
+    )?;
+    let latest = match rows.last() {
+        Some((k, v)) => {
+            let (timestamp_us, seq) = keys::tail_time_seq(k);
+            Some(EventRef {
+                seq,
+                timestamp_us,
+                run_id: super::dec(v)?,
+                partition: Some(p.to_string()),
+            })
         }
-    }
-    Ok((latest, n))
+        None => None,
+    };
+    Ok((latest, rows.len() as u64))
 }
 
 fn attempt(s: &mut PartitionState, r: EventRef, kind: AttemptKind) {

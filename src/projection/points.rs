@@ -1,21 +1,24 @@
-//! Measurements of an asset, one row per event: the whole-table row count
+//! Measurements of an asset, one per event: the whole-table row count
 //! (`dagster/row_count`), every other numeric metadata value, and the content hash of the
 //! table schema (`dagster/column_schema`, from materializations, observations and
-//! definitions). Rows are keyed by `(asset, timestamp, seq)`, so every series reads in time
-//! order however the events arrived.
+//! definitions).
 //!
-//! [`super::rowcounts`] and [`super::schema`] read their series and histories from here.
-//! One row per event instead of one per series keeps ingest cheap: a materialization with a
-//! row count, a schema and a duration writes one row, not three. The labels that have
-//! values are kept apart (one row per asset and label, written once), so listing them reads
-//! no history.
+//! They live in the asset's history rows: a materialization's or an observation's row (see
+//! [`super::materializations`]) carries what it measured, and a definitions event that
+//! declares a schema has a row of its own here. All three families are keyed by
+//! `(asset, timestamp, seq)`, and [`walk`] merges them, so every series reads in time order
+//! however the events arrived. [`super::rowcounts`] and [`super::schema`] read their series
+//! and histories through it. One row per event, not one per series, keeps ingest cheap: a
+//! materialization with a row count, a schema and a duration writes one row, not four. The
+//! labels that have values are kept apart (one row per asset and label, written once), so
+//! listing them reads no history.
 
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, K};
 use super::{enc, intern, schema, Result, Rows};
 use crate::event::metadata::keys as md;
-use crate::event::{Definitions, DeploymentId, Event, EventBody, Metadata, Seq};
+use crate::event::{Definitions, DeploymentId, Event, Metadata, Seq};
 use crate::log::Txn;
 
 /// What one event measured of one asset.
@@ -34,8 +37,21 @@ impl Measurements {
     }
 }
 
-fn prefix(dep: DeploymentId, asset: u64) -> K {
-    K::new(keys::POINTS, dep).u64(asset)
+/// A history row: the value of every key `(asset, timestamp, seq)` that [`walk`] merges.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub run_id: Option<String>,
+    pub partition: Option<String>,
+    pub measured: Measurements,
+}
+
+/// The families of an asset's history rows: materializations, observations, and the
+/// schemas definitions declare.
+const FAMILIES: [u8; 3] = [keys::MATERIALIZATIONS, keys::OBSERVATIONS, keys::POINTS];
+
+/// The key of a history row of `kind` (one of [`FAMILIES`]).
+pub fn key(kind: u8, dep: DeploymentId, asset: u64, ts: i64, seq: Seq) -> Vec<u8> {
+    K::new(kind, dep).u64(asset).time(ts).u64(seq).build()
 }
 
 fn label_key(dep: DeploymentId, asset: u64, label: &str) -> Vec<u8> {
@@ -45,13 +61,16 @@ fn label_key(dep: DeploymentId, asset: u64, label: &str) -> Vec<u8> {
         .build()
 }
 
-fn record(
+/// What `metadata` measures of the asset `id`, storing its schema (once) and the labels of
+/// its numeric values (once each). `numeric`: row counts and numeric values count too (not
+/// for definitions, whose metadata describes the asset rather than measures it).
+pub fn measure(
     txn: &mut Txn<'_>,
-    (dep, id): (DeploymentId, u64),
-    (ts, seq): (i64, Seq),
+    dep: DeploymentId,
+    id: u64,
     metadata: &Metadata,
     numeric: bool,
-) -> Result<()> {
+) -> Result<Measurements> {
     let mut m = Measurements {
         row_count: if numeric { metadata.row_count() } else { None },
         schema: match metadata.column_schema() {
@@ -75,24 +94,7 @@ fn record(
             }
         }
     }
-    if !m.is_empty() {
-        txn.put(prefix(dep, id).time(ts).u64(seq).build(), enc(&m));
-    }
-    Ok(())
-}
-
-/// Apply an asset event of the asset `id`.
-pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
-    match &ev.body {
-        EventBody::AssetMaterialization(a) | EventBody::AssetObservation(a) => record(
-            txn,
-            (ev.envelope.deployment, id),
-            (ev.envelope.timestamp_us, seq),
-            &a.metadata,
-            true,
-        ),
-        _ => Ok(()),
-    }
+    Ok(m)
 }
 
 /// Apply a definitions event: the schemas its assets declare.
@@ -101,36 +103,105 @@ pub fn apply_definitions(txn: &mut Txn<'_>, seq: Seq, ev: &Event, d: &Definition
     for def in &d.assets {
         if def.metadata.column_schema().is_some() {
             let id = intern(txn, dep, &def.asset_key)?;
-            let at = (ev.envelope.timestamp_us, seq);
-            record(txn, (dep, id), at, &def.metadata, false)?;
+            let measured = measure(txn, dep, id, &def.metadata, false)?;
+            if !measured.is_empty() {
+                let entry = Entry {
+                    measured,
+                    ..Entry::default()
+                };
+                let k = key(keys::POINTS, dep, id, ev.envelope.timestamp_us, seq);
+                txn.put(k, enc(&entry));
+            }
         }
     }
     Ok(())
 }
 
-/// Visit an asset's measurements with `from_us <= timestamp < to_us`, in time order (or
-/// reversed), until `visit` returns false.
+/// Visit an asset's history rows (all of [`FAMILIES`], merged) with
+/// `from_us <= timestamp < to_us`, in time order (or reversed), until `visit` returns false.
 pub fn walk(
     rows: &impl Rows,
     dep: DeploymentId,
     asset: u64,
     (from_us, to_us): (Option<i64>, Option<i64>),
     reverse: bool,
-    mut visit: impl FnMut(i64, Seq, Measurements) -> Result<bool>,
+    mut visit: impl FnMut(i64, Seq, Entry) -> Result<bool>,
 ) -> Result<()> {
-    let at = |t: Option<i64>| match t {
-        Some(t) => prefix(dep, asset).time(t).build(),
-        None => prefix(dep, asset).build(),
-    };
-    let lo = at(from_us);
-    let hi = match to_us {
-        Some(_) => at(to_us),
-        None => keys::end_of(&at(None)),
-    };
-    rows.walk(&lo, &hi, reverse, |k, v| {
-        let (t, s) = keys::tail_time_seq(k);
-        visit(t, s, super::dec(v)?)
-    })
+    let mut runs = FAMILIES.map(|kind| {
+        let at = |t: Option<i64>| match t {
+            Some(t) => K::new(kind, dep).u64(asset).time(t).build(),
+            None => K::new(kind, dep).u64(asset).build(),
+        };
+        let hi = match to_us {
+            Some(_) => at(to_us),
+            None => keys::end_of(&at(None)),
+        };
+        Run::new(at(from_us), hi, reverse)
+    });
+    loop {
+        // The next row of the three: they never tie, a seq is one event.
+        let mut next: Option<(usize, (i64, Seq))> = None;
+        for (i, run) in runs.iter_mut().enumerate() {
+            if let Some(at) = run.peek(rows)? {
+                if next.is_none_or(|(_, n)| (at > n) == reverse) {
+                    next = Some((i, at));
+                }
+            }
+        }
+        let Some((i, (t, s))) = next else {
+            return Ok(());
+        };
+        let (_, v) = runs[i].pop().expect("peeked");
+        if !visit(t, s, super::dec(&v)?)? {
+            return Ok(());
+        }
+    }
+}
+
+/// One family's rows in `[lo, hi)`, read a page at a time.
+struct Run {
+    lo: Vec<u8>,
+    hi: Vec<u8>,
+    reverse: bool,
+    page: std::collections::VecDeque<(Vec<u8>, Vec<u8>)>,
+    done: bool,
+}
+
+impl Run {
+    const PAGE: usize = 256;
+
+    fn new(lo: Vec<u8>, hi: Vec<u8>, reverse: bool) -> Run {
+        Run {
+            lo,
+            hi,
+            reverse,
+            page: Default::default(),
+            done: false,
+        }
+    }
+
+    /// The `(timestamp, seq)` of the next row, reading a page if need be.
+    fn peek(&mut self, rows: &impl Rows) -> Result<Option<(i64, Seq)>> {
+        if self.page.is_empty() && !self.done {
+            let page = rows.scan(&self.lo, &self.hi, self.reverse, Self::PAGE)?;
+            self.done = page.len() < Self::PAGE;
+            if let Some((last, _)) = page.last() {
+                if self.reverse {
+                    self.hi = last.clone();
+                } else {
+                    // The smallest key after `last`.
+                    self.lo = last.clone();
+                    self.lo.push(0);
+                }
+            }
+            self.page = page.into();
+        }
+        Ok(self.page.front().map(|(k, _)| keys::tail_time_seq(k)))
+    }
+
+    fn pop(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
+        self.page.pop_front()
+    }
 }
 
 /// The labels with numeric values on an asset, in byte order.

@@ -3,8 +3,8 @@
 //! metadata value as a series by label. Series read in time order, `(timestamp, seq)`,
 //! however the events arrived.
 //!
-//! Whole-table row counts and the other numeric values are read from [`super::points`]
-//! (one row per event). Partition row counts have their own rows here, keyed by
+//! Whole-table row counts and the other numeric values are read from the assets' history
+//! rows (one per event, see [`super::points`]). Partition row counts have their own rows here, keyed by
 //! `(asset, partition, timestamp, seq)`.
 
 use super::keys::{self, K};
@@ -129,8 +129,8 @@ fn from_points(
     if limit == 0 {
         return Ok(out);
     }
-    points::walk(rows, dep, asset, range, false, |t, s, m| {
-        if let Some(v) = value(&m) {
+    points::walk(rows, dep, asset, range, false, |t, s, e| {
+        if let Some(v) = value(&e.measured) {
             out.push(Point {
                 timestamp_us: t,
                 seq: s,

@@ -29,8 +29,8 @@ pub fn store(txn: &mut Txn<'_>, dep: DeploymentId, schema: &TableSchema) -> Resu
 /// The schema history of an asset: `(timestamp, seq, hash)`, oldest first.
 pub fn history(rows: &impl Rows, dep: DeploymentId, asset: u64) -> Result<Vec<(i64, Seq, u64)>> {
     let mut out = Vec::new();
-    points::walk(rows, dep, asset, (None, None), false, |t, s, m| {
-        if let Some(h) = m.schema {
+    points::walk(rows, dep, asset, (None, None), false, |t, s, e| {
+        if let Some(h) = e.measured.schema {
             out.push((t, s, h));
         }
         Ok(true)
@@ -84,8 +84,8 @@ pub fn current(
         return Ok(None);
     };
     let mut latest = None;
-    points::walk(rows, dep, id, (None, None), true, |t, s, m| {
-        latest = m.schema.map(|h| (t, s, h));
+    points::walk(rows, dep, id, (None, None), true, |t, s, e| {
+        latest = e.measured.schema.map(|h| (t, s, h));
         Ok(latest.is_none())
     })?;
     let Some((t, s, h)) = latest else {

@@ -132,8 +132,8 @@ fn latest_materialization_is_by_time_then_seq() {
     .unwrap();
     assert_eq!(
         h.iter().map(|e| e.seq).collect::<Vec<_>>(),
-        vec![2, 1],
-        "history is newest first by storage id"
+        vec![1, 2],
+        "history is newest first by time: its first entry is the latest"
     );
 }
 
@@ -460,6 +460,59 @@ fn row_counts_and_numeric_series_read_in_time_order() {
     );
 }
 
+/// Materializations, observations and a definitions event's schema are three families of
+/// history rows; the series read them merged in time order, across page boundaries.
+#[test]
+fn series_merge_materializations_observations_and_definitions_in_time_order() {
+    let (_d, log) = store();
+    let schema = |c: &str| json!({"type": "table_schema", "columns": [{"name": c}]});
+    let mut events: Vec<Value> = (0..600)
+        .map(|i| {
+            let kind = if i % 2 == 0 { "ASSET_MATERIALIZATION" } else { "ASSET_OBSERVATION" };
+            let mut md = json!({"dagster/row_count": i});
+            if i == 500 {
+                md["dagster/column_schema"] = schema("late");
+            }
+            json!({"id": format!("e{i}"), "type": kind, "timestamp": 1000 + i, "asset_key": "t", "metadata": md})
+        })
+        .collect();
+    events.push(
+        json!({"id": "d", "type": "DEFINITIONS", "timestamp": 1300, "code_location": "loc",
+        "assets": [{"asset_key": "t", "metadata": {"dagster/column_schema": schema("declared")}}]}),
+    );
+    // Newest first: every family's rows arrive out of time order.
+    events.reverse();
+    append(&log, events);
+    let rd = Reader::new(&log, 1);
+    let s = 1_000_000;
+    let series = rowcounts::row_counts(&rd, 1, &key("t"), None, None, None, 1000).unwrap();
+    assert_eq!(
+        series.iter().map(|p| p.value as i64).collect::<Vec<_>>(),
+        (0..600).collect::<Vec<_>>()
+    );
+    assert!(series
+        .windows(2)
+        .all(|w| w[0].timestamp_us < w[1].timestamp_us));
+    let window =
+        rowcounts::row_counts(&rd, 1, &key("t"), None, Some(1100 * s), Some(1400 * s), 250)
+            .unwrap();
+    assert_eq!(
+        window.iter().map(|p| p.value as i64).collect::<Vec<_>>(),
+        (100..350).collect::<Vec<_>>()
+    );
+    let versions = schema::versions(&rd, 1, &key("t")).unwrap();
+    assert_eq!(
+        versions.iter().map(|v| v.since_us / s).collect::<Vec<_>>(),
+        vec![1300, 1500],
+        "the declared schema, then the materialized one"
+    );
+    let (cur, current) = schema::current(&rd, 1, &key("t")).unwrap().unwrap();
+    assert_eq!(
+        (cur.since_us / s, current.columns[0].name.as_str()),
+        (1500, "late")
+    );
+}
+
 #[test]
 fn backfill_progress_from_tagged_runs() {
     let (_d, log) = store();
@@ -713,9 +766,52 @@ fn observe(log: &Log) -> BTreeMap<String, String> {
             format!("counts a{a}"),
             format!("{:?}", partitions::counts(&rd, 1, &k).unwrap()),
         );
+        // Histories, newest first, read in pages of 2 to cross page boundaries.
+        let history = |partition: Option<String>| {
+            let mut ids = Vec::new();
+            let mut before = None;
+            loop {
+                let q = materializations::HistoryQuery {
+                    partition: partition.clone(),
+                    before,
+                    limit: 2,
+                    ..Default::default()
+                };
+                let page = materializations::history(
+                    &rd,
+                    1,
+                    &k,
+                    materializations::Kind::Materializations,
+                    &q,
+                )
+                .unwrap();
+                for e in &page {
+                    assert_eq!(
+                        e.partition,
+                        log.get(e.seq)
+                            .unwrap()
+                            .map(|ev| match ev.body {
+                                crate::event::EventBody::AssetMaterialization(a) => a.partition,
+                                _ => panic!("history points at another kind of event"),
+                            })
+                            .unwrap()
+                    );
+                    ids.push(id_of(e.seq));
+                }
+                match page.last() {
+                    Some(e) if page.len() == 2 => before = Some((e.timestamp_us, e.seq)),
+                    _ => break ids,
+                }
+            }
+        };
+        out.insert(format!("history a{a}"), format!("{:?}", history(None)));
         for p in 0..3 {
             if let Some(s) = partitions::state(&rd, 1, &k, &format!("p{p}")).unwrap() {
                 out.insert(format!("partition a{a}/p{p}"), format!("{:?}", s.status));
+                out.insert(
+                    format!("history a{a}/p{p}"),
+                    format!("{:?}", history(Some(format!("p{p}")))),
+                );
             }
         }
         if let Some(e) = checks::latest(&rd, 1, &k, "c").unwrap() {
@@ -826,6 +922,12 @@ fn model(values: &[Value]) -> BTreeMap<String, String> {
             .iter()
             .max_by_key(|v| ts(v))
             .map(|v| v["id"].as_str().unwrap().to_string());
+        let newest_first = |mut mats: Vec<&&Value>| {
+            mats.sort_by_key(|v| std::cmp::Reverse(ts(v)));
+            let ids: Vec<&str> = mats.iter().map(|v| v["id"].as_str().unwrap()).collect();
+            format!("{ids:?}")
+        };
+        out.insert(format!("history {name}"), newest_first(mats.clone()));
         let defined = values.iter().any(|v| v["type"] == "DEFINITIONS");
         let has_record = defined
             || of_asset.iter().any(|v| {
@@ -885,6 +987,12 @@ fn model(values: &[Value]) -> BTreeMap<String, String> {
                 _ => {}
             }
             out.insert(format!("partition {name}/{pn}"), status.to_string());
+            let partition_mats = mats
+                .iter()
+                .filter(|v| v["partition"] == json!(pn))
+                .copied()
+                .collect();
+            out.insert(format!("history {name}/{pn}"), newest_first(partition_mats));
         }
         out.insert(format!("counts {name}"), format!("{counts:?}"));
     }
@@ -916,7 +1024,7 @@ fn comparable(observed: &BTreeMap<String, String>) -> BTreeMap<String, String> {
                         parts[parts.iter().position(|p| *p == "count").unwrap() + 1]
                     ),
                 ))
-            } else if k.starts_with("partition ") {
+            } else if k.starts_with("partition ") || k.starts_with("history ") {
                 Some((k.clone(), v.clone()))
             } else if k.starts_with("counts ") {
                 let c: Vec<u64> = v
@@ -1127,7 +1235,7 @@ fn pipelined_groups_dedupe_and_project_on_top_of_each_other() {
     assert_eq!(live, dump(&log).unwrap());
 }
 
-/// A materialization's row count, schema and numeric values share one row per event; each
+/// A materialization's row count, schema and numeric values share its history row; each
 /// label is listed once per asset, however many events carry it.
 #[test]
 fn measurements_take_one_row_per_event() {
@@ -1145,7 +1253,8 @@ fn measurements_take_one_row_per_event() {
     );
     let rows = dump(&log).unwrap();
     let count = |kind: u8| rows.iter().filter(|(k, _)| k[0] == kind).count();
-    assert_eq!(count(keys::POINTS), 10);
+    assert_eq!(count(keys::MATERIALIZATIONS), 10);
+    assert_eq!(count(keys::POINTS), 0, "points of definitions only");
     assert_eq!(count(keys::NUMERIC_LABELS), 2);
     assert_eq!(count(keys::SCHEMA), 1);
     assert_eq!(count(keys::ROW_COUNTS), 0, "no partition row counts here");

@@ -767,7 +767,9 @@ impl Asset {
     async fn wiped_at(&self) -> Option<f64> {
         self.0.wiped_at.map(|(t, _)| secs(t))
     }
-    /// Materializations, newest first.
+    /// Materializations, newest first: by timestamp, then storage id (the first is the
+    /// latest materialization however events arrived). `beforeStorageId` resumes after
+    /// that event.
     #[allow(clippy::too_many_arguments)]
     #[graphql(complexity = "limit * child_complexity + 1")]
     async fn materializations(
@@ -790,7 +792,8 @@ impl Asset {
             limit,
         )
     }
-    /// Observations, newest first.
+    /// Observations, newest first: by timestamp, then storage id. `beforeStorageId`
+    /// resumes after that event.
     #[graphql(complexity = "limit * child_complexity + 1")]
     async fn observations(
         &self,
@@ -1039,9 +1042,13 @@ fn history(
 ) -> Result<EventPage> {
     let c = ctx(c);
     let limit = page_limit(limit)?;
+    let before = match before_storage_id {
+        Some(seq) => Some(position_of(c, seq)?),
+        None => None,
+    };
     let q = materializations::HistoryQuery {
         partition,
-        before_seq: before_storage_id,
+        before,
         after_us: us(after_timestamp),
         before_us: us(before_timestamp),
         limit: limit + 1,
@@ -1054,6 +1061,24 @@ fn history(
         has_more,
         events: rows.iter().map(Into::into).collect(),
     })
+}
+
+/// Where a history page resumes: the `(timestamp, seq)` of a storage id of this deployment.
+fn position_of(c: &super::Ctx, seq: u64) -> Result<(i64, u64)> {
+    let unknown = || {
+        async_graphql::Error::new(format!(
+            "beforeStorageId {seq} is not an event of this deployment"
+        ))
+    };
+    if seq == 0 || seq > c.reader().position()? {
+        return Err(unknown());
+    }
+    c.reader()
+        .events(&[seq])?
+        .first()
+        .filter(|e| e.envelope.deployment == c.deployment())
+        .map(|e| (e.envelope.timestamp_us, seq))
+        .ok_or_else(unknown)
 }
 
 fn walk(
