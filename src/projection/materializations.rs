@@ -5,14 +5,15 @@
 //!
 //! An asset's rows carry what each event measured ([`points::Entry`]), so one row per event
 //! serves both the history and the measurement series. A partition's rows hold only the
-//! run id; the events themselves are read from the log by seq.
+//! run id, and exist only once it has two visible materializations (see
+//! [`super::partitions`]); the events themselves are read from the log by seq.
 
 use super::keys::{self, K};
 use super::{enc, points, EventRef, Result, Rows};
 use crate::event::{AssetKey, DeploymentId, Event, EventBody, Seq};
 use crate::log::Txn;
 
-fn partition_key(dep: DeploymentId, asset: u64, partition: &str, ts: i64, seq: Seq) -> Vec<u8> {
+pub fn partition_key(dep: DeploymentId, asset: u64, partition: &str, ts: i64, seq: Seq) -> Vec<u8> {
     K::new(keys::PARTITION_MATERIALIZATIONS, dep)
         .u64(asset)
         .str(partition)
@@ -30,9 +31,6 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
         EventBody::AssetObservation(a) => (keys::OBSERVATIONS, a),
         _ => return Ok(()),
     };
-    if let (keys::MATERIALIZATIONS, Some(p)) = (kind, &a.partition) {
-        txn.put(partition_key(dep, id, p, ts, seq), enc(&ev.envelope.run_id));
-    }
     let entry = points::Entry {
         run_id: ev.envelope.run_id.clone(),
         partition: a.partition.clone(),
@@ -71,6 +69,30 @@ pub fn history(
     let Some(asset) = super::assets::by_key(rows, dep, key)? else {
         return Ok(Vec::new());
     };
+    if q.limit == 0 {
+        return Ok(Vec::new());
+    }
+    // A partition's wipe time covers the asset's too.
+    let mut wiped_at = asset.wiped_at.map(|(t, _)| t);
+    if let (Kind::Materializations, Some(p)) = (kind, &q.partition) {
+        let Some(s) = super::partitions::state(rows, dep, key, p)? else {
+            return Ok(Vec::new());
+        };
+        if !s.indexed {
+            // At most one, held in the state.
+            let bounds = |e: &EventRef| {
+                q.after_us.is_none_or(|t| e.timestamp_us > t)
+                    && q.before_us.is_none_or(|t| e.timestamp_us < t)
+                    && q.before.is_none_or(|b| e.order() < b)
+            };
+            return Ok(s
+                .latest_materialization
+                .filter(bounds)
+                .into_iter()
+                .collect());
+        }
+        wiped_at = wiped_at.max(s.wiped_at_us);
+    }
     let prefix = match (kind, &q.partition) {
         (Kind::Materializations, Some(p)) => K::new(keys::PARTITION_MATERIALIZATIONS, dep)
             .u64(asset.id)
@@ -79,7 +101,7 @@ pub fn history(
         (Kind::Observations, _) => K::new(keys::OBSERVATIONS, dep).u64(asset.id),
     };
     // Visible after the wipe: later than it (and than `after_us`).
-    let after = match (asset.wiped_at.map(|(t, _)| t), q.after_us) {
+    let after = match (wiped_at, q.after_us) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };

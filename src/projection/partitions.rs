@@ -8,11 +8,16 @@
 //! a planned event whose run ended in FAILURE), MATERIALIZING if the planned run has not
 //! finished; otherwise it is MATERIALIZED if it ever materialized (after any wipe), else
 //! MISSING. A run's status change re-resolves the partitions it planned.
+//!
+//! A partition's materialization history has rows (see [`super::materializations`]) only
+//! from its second visible materialization on: most partitions materialize once, and
+//! until then the state's latest materialization is the whole history. A materialization
+//! hidden by a wipe when it arrives stays hidden (wipe times only grow), so it needs no row.
 
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, K};
-use super::{later, EventRef, Result, Rows};
+use super::{later, materializations, EventRef, Result, Rows};
 use crate::event::{AssetKey, DeploymentId, Event, EventBody, PartitionsDefinition, Seq};
 use crate::log::Txn;
 
@@ -50,6 +55,16 @@ pub struct PartitionState {
     /// Timestamp of the latest wipe of this partition (or of the whole asset).
     pub wiped_at_us: Option<i64>,
     pub status: PartitionStatus,
+    /// Whether the history rows hold the visible materializations; if not, there is at most
+    /// one, `latest_materialization`.
+    pub indexed: bool,
+}
+
+impl PartitionState {
+    /// Is an event at `timestamp_us` after the partition's latest wipe?
+    pub fn visible(&self, timestamp_us: i64) -> bool {
+        self.wiped_at_us.is_none_or(|w| timestamp_us > w)
+    }
 }
 
 /// Per-asset partition counts by status.
@@ -143,14 +158,15 @@ fn resolve(rows: &impl Rows, dep: DeploymentId, s: &PartitionState) -> Result<Pa
     })
 }
 
-/// Load, change, re-resolve and store one partition's state, keeping the counts right.
-fn update(
+/// Load, wipe (at `wipe`, or at the asset's latest wipe, if later than the state's), change,
+/// re-resolve and store one partition's state, keeping the counts right.
+fn update<R>(
     txn: &mut Txn<'_>,
     dep: DeploymentId,
-    asset: u64,
-    partition: &str,
-    change: impl FnOnce(&mut PartitionState),
-) -> Result<()> {
+    (asset, partition): (u64, &str),
+    wipe: Option<i64>,
+    change: impl FnOnce(&mut PartitionState) -> R,
+) -> Result<R> {
     let key = state_key(dep, asset, partition);
     let old: Option<PartitionState> = txn.record(&key)?;
     let mut s = old.clone().unwrap_or(PartitionState {
@@ -159,16 +175,28 @@ fn update(
         latest_attempt: None,
         wiped_at_us: None,
         status: PartitionStatus::Missing,
+        indexed: false,
     });
     // A wipe of the whole asset covers partitions first seen after it arrived, too.
     let asset_wipe = txn.read(
         &super::assets::key_of(dep, asset),
         |r: Option<&super::assets::AssetRecord>| r.and_then(|r| r.wiped_at.map(|w| w.0)),
     )?;
-    if asset_wipe > s.wiped_at_us {
-        s.wiped_at_us = asset_wipe;
+    match wipe.max(asset_wipe) {
+        Some(at) if s.wiped_at_us.is_none_or(|w| w < at) => {
+            s.wiped_at_us = Some(at);
+            (s.latest_materialization, s.materialization_count) = match s.indexed {
+                true => rematerializations(txn, dep, asset, partition, at)?,
+                // The only one, if it is still visible.
+                false => match s.latest_materialization.take() {
+                    Some(m) if m.timestamp_us > at => (Some(m), 1),
+                    _ => (None, 0),
+                },
+            };
+        }
+        _ => {}
     }
-    change(&mut s);
+    let out = change(&mut s);
     s.status = resolve(txn, dep, &s)?;
     let ck = counts_key(dep, asset);
     let old_status = old.as_ref().map(|o| o.status);
@@ -189,7 +217,7 @@ fn update(
         Some(o) if o != &s => txn.put_record(key, s),
         Some(_) => {}
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Apply an asset event of the asset `id`.
@@ -200,12 +228,29 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
         EventBody::AssetMaterialization(a) => {
             if let Some(p) = &a.partition {
                 let r = EventRef::of(seq, ev, Some(p.clone()));
-                update(txn, dep, id, p, |s| {
-                    if s.wiped_at_us.is_none_or(|w| ts > w) {
-                        s.latest_materialization = later(s.latest_materialization.take(), r);
-                        s.materialization_count += 1;
+                // The materializations that get history rows now (see the module's doc).
+                let rows: Vec<EventRef> = update(txn, dep, (id, p), None, |s| {
+                    if !s.visible(ts) {
+                        return Vec::new();
                     }
+                    let rows = match (&s.latest_materialization, s.indexed) {
+                        (_, true) => vec![r.clone()],
+                        (Some(only), false) => {
+                            s.indexed = true;
+                            vec![only.clone(), r.clone()]
+                        }
+                        (None, false) => Vec::new(),
+                    };
+                    s.latest_materialization = later(s.latest_materialization.take(), r);
+                    s.materialization_count += 1;
+                    rows
                 })?;
+                for e in rows {
+                    txn.put(
+                        materializations::partition_key(dep, id, p, e.timestamp_us, e.seq),
+                        super::enc(&e.run_id),
+                    );
+                }
             }
         }
         EventBody::AssetMaterializationPlanned(p) => {
@@ -222,14 +267,16 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
                         Vec::new(),
                     );
                 }
-                update(txn, dep, id, part, |s| attempt(s, r, AttemptKind::Planned))?;
+                update(txn, dep, (id, part), None, |s| {
+                    attempt(s, r, AttemptKind::Planned)
+                })?;
             }
         }
         EventBody::AssetFailedToMaterialize(f) => {
             if let Some(p) = &f.partition {
                 let r = EventRef::of(seq, ev, Some(p.clone()));
                 let kind = AttemptKind::Failed(failed_group(&f.reason));
-                update(txn, dep, id, p, |s| attempt(s, r, kind))?;
+                update(txn, dep, (id, p), None, |s| attempt(s, r, kind))?;
             }
         }
         EventBody::AssetWiped(w) => {
@@ -239,14 +286,7 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
                 w.partition_keys.clone()
             };
             for p in parts {
-                let history = rematerializations(txn, dep, id, &p, ts)?;
-                update(txn, dep, id, &p, |s| {
-                    if s.wiped_at_us.is_none_or(|x| ts > x) {
-                        s.wiped_at_us = Some(ts);
-                        s.latest_materialization = history.0;
-                        s.materialization_count = history.1;
-                    }
-                })?;
+                update(txn, dep, (id, &p), Some(ts), |_| {})?;
             }
         }
         _ => {}
@@ -309,7 +349,7 @@ pub fn on_run_status(txn: &mut Txn<'_>, dep: DeploymentId, run: &str) -> Result<
         let Some(p) = keys::str_at(&k, prefix.len() + 8).map(str::to_string) else {
             continue;
         };
-        update(txn, dep, asset, &p, |_| {})?;
+        update(txn, dep, (asset, &p), None, |_| {})?;
     }
     Ok(())
 }

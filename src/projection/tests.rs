@@ -513,6 +513,93 @@ fn series_merge_materializations_observations_and_definitions_in_time_order() {
     );
 }
 
+/// A partition materialized once keeps its history in its state; its second visible
+/// materialization writes rows for both. The history reads the same either way.
+#[test]
+fn a_partition_gets_history_rows_from_its_second_materialization() {
+    let (_d, log) = store();
+    let partition_rows = |log: &Log| {
+        dump(log)
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k[0] == keys::PARTITION_MATERIALIZATIONS)
+            .count()
+    };
+    let history = |log: &Log, p: &str| {
+        let q = materializations::HistoryQuery {
+            partition: Some(p.into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let rd = Reader::new(log, 1);
+        materializations::history(
+            &rd,
+            1,
+            &key("t"),
+            materializations::Kind::Materializations,
+            &q,
+        )
+        .unwrap()
+        .iter()
+        .map(|e| (e.timestamp_us / 1_000_000, e.run_id.clone().unwrap()))
+        .collect::<Vec<_>>()
+    };
+    append(
+        &log,
+        vec![
+            mat("1", "t", 10, Some("r1"), Some("a")),
+            mat("2", "t", 20, Some("r2"), Some("b")),
+        ],
+    );
+    assert_eq!(partition_rows(&log), 0);
+    assert_eq!(history(&log, "a"), vec![(10, "r1".to_string())]);
+    // A wipe of "a" at 15, then one materialization before it (hidden) and one after.
+    append(
+        &log,
+        vec![
+            json!({"id": "w", "type": "ASSET_WIPED", "timestamp": 15, "asset_key": "t", "partition_keys": ["a"]}),
+            mat("3", "t", 12, Some("r3"), Some("a")),
+            mat("4", "t", 30, Some("r4"), Some("a")),
+        ],
+    );
+    assert_eq!(partition_rows(&log), 0, "one visible materialization each");
+    assert_eq!(history(&log, "a"), vec![(30, "r4".to_string())]);
+    append(&log, vec![mat("5", "t", 25, Some("r5"), Some("a"))]);
+    assert_eq!(partition_rows(&log), 2);
+    assert_eq!(
+        history(&log, "a"),
+        vec![(30, "r4".to_string()), (25, "r5".to_string())]
+    );
+    let rd = Reader::new(&log, 1);
+    let st = partitions::state(&rd, 1, &key("t"), "a").unwrap().unwrap();
+    assert_eq!(
+        (
+            st.materialization_count,
+            st.latest_materialization.unwrap().seq
+        ),
+        (2, 5)
+    );
+    // A wipe of the asset at 28 leaves one of the two.
+    append(
+        &log,
+        vec![json!({"id": "w2", "type": "ASSET_WIPED", "timestamp": 28, "asset_key": "t"})],
+    );
+    assert_eq!(history(&log, "a"), vec![(30, "r4".to_string())]);
+    assert!(history(&log, "b").is_empty());
+    let rd = Reader::new(&log, 1);
+    let st = partitions::state(&rd, 1, &key("t"), "a").unwrap().unwrap();
+    assert_eq!(
+        (
+            st.materialization_count,
+            st.latest_materialization.unwrap().seq
+        ),
+        (1, 5)
+    );
+    let live = dump(&log).unwrap();
+    rebuild(&log, |_, _| {}).unwrap();
+    assert_eq!(live, dump(&log).unwrap());
+}
+
 #[test]
 fn backfill_progress_from_tagged_runs() {
     let (_d, log) = store();
@@ -630,8 +717,10 @@ pub(crate) enum Op {
         partition: u8,
         run: u8,
     },
+    /// A wipe of the whole asset (no partition) or of one partition.
     Wipe {
         asset: u8,
+        partition: Option<u8>,
     },
     CheckPlanned {
         asset: u8,
@@ -683,7 +772,8 @@ pub(crate) fn op() -> impl Strategy<Value = Op> {
             partition,
             run
         }),
-        (0u8..3).prop_map(|asset| Op::Wipe { asset }),
+        (0u8..3, prop::option::of(0u8..3))
+            .prop_map(|(asset, partition)| Op::Wipe { asset, partition }),
         (0u8..3, 0u8..4).prop_map(|(asset, run)| Op::CheckPlanned { asset, run }),
         (0u8..3, 0u8..4, any::<bool>()).prop_map(|(asset, run, passed)| Op::CheckEval {
             asset,
@@ -719,7 +809,9 @@ pub(crate) fn to_events(ops: &[Op]) -> Vec<Value> {
                 }
                 Op::Planned { asset: a, partition, run } => json!({"id": id, "type": "ASSET_MATERIALIZATION_PLANNED", "timestamp": ts,
                     "asset_key": asset(a), "partition": format!("p{partition}"), "run_id": format!("r{run}")}),
-                Op::Wipe { asset: a } => json!({"id": id, "type": "ASSET_WIPED", "timestamp": ts, "asset_key": asset(a)}),
+                Op::Wipe { asset: a, partition: None } => json!({"id": id, "type": "ASSET_WIPED", "timestamp": ts, "asset_key": asset(a)}),
+                Op::Wipe { asset: a, partition: Some(p) } => json!({"id": id, "type": "ASSET_WIPED", "timestamp": ts, "asset_key": asset(a),
+                    "partition_keys": [format!("p{p}")]}),
                 Op::CheckPlanned { asset: a, run } => json!({"id": id, "type": "ASSET_CHECK_EVALUATION_PLANNED", "timestamp": ts,
                     "asset_key": asset(a), "check_name": "c", "run_id": format!("r{run}")}),
                 Op::CheckEval { asset: a, run, passed } => json!({"id": id, "type": "ASSET_CHECK_EVALUATION", "timestamp": ts,
@@ -911,7 +1003,7 @@ fn model(values: &[Value]) -> BTreeMap<String, String> {
             .collect();
         let wipe = of_asset
             .iter()
-            .filter(|v| v["type"] == "ASSET_WIPED")
+            .filter(|v| v["type"] == "ASSET_WIPED" && v.get("partition_keys").is_none())
             .map(|v| ts(v))
             .max();
         let mats: Vec<&&Value> = of_asset
@@ -944,13 +1036,21 @@ fn model(values: &[Value]) -> BTreeMap<String, String> {
         let mut counts = (0, 0, 0, 0); // known, materialized, failed, in progress
         for p in 0..3 {
             let pn = format!("p{p}");
+            // A partition's wipe records it too (a tombstone for late events).
             let evs: Vec<&&Value> = of_asset
                 .iter()
-                .filter(|v| v["partition"] == json!(pn))
+                .filter(|v| v["partition"] == json!(pn) || v["partition_keys"] == json!([pn]))
                 .collect();
             if evs.is_empty() {
                 continue;
             }
+            // A partition's wipes and the asset's hide it.
+            let wipe = of_asset
+                .iter()
+                .filter(|v| v["type"] == "ASSET_WIPED" && v["partition_keys"] == json!([pn]))
+                .map(|v| ts(v))
+                .max()
+                .max(wipe);
             let vis = |v: &&&Value| wipe.is_none_or(|w| ts(v) > w);
             let m = evs
                 .iter()
@@ -989,7 +1089,7 @@ fn model(values: &[Value]) -> BTreeMap<String, String> {
             out.insert(format!("partition {name}/{pn}"), status.to_string());
             let partition_mats = mats
                 .iter()
-                .filter(|v| v["partition"] == json!(pn))
+                .filter(|v| v["partition"] == json!(pn) && vis(v))
                 .copied()
                 .collect();
             out.insert(format!("history {name}/{pn}"), newest_first(partition_mats));
