@@ -117,6 +117,9 @@ pub fn history(
     if let Some((t, s)) = q.before {
         hi = hi.min(prefix.clone().time(t).u64(s).build());
     }
+    if lo >= hi {
+        return Ok(Vec::new());
+    }
     // Every row in range is visible: one scan of the page.
     rows.scan(&lo, &hi, true, q.limit)?
         .into_iter()
