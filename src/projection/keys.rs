@@ -14,12 +14,12 @@
 //! | 0x2e | (global) | applied seq `u64` |
 //! | 0x2f | (global) | views version `u64` |
 //! | 0x30 | asset id | `assets::AssetRecord` |
-//! | 0x37 | asset id, timestamp, seq | materialization `points::Entry` |
-//! | 0x38 | asset id, partition, timestamp, seq | materialization's run id `Option<String>` |
-//! | 0x39 | asset id, timestamp, seq | observation `points::Entry` |
 //! | 0x34 | asset id, partition | `partitions::PartitionState` |
 //! | 0x35 | run id, asset id, partition | empty: partitions a run planned |
 //! | 0x36 | asset id | `partitions::PartitionCounts` |
+//! | 0x37 | asset id, timestamp, seq | materialization `points::Entry` |
+//! | 0x38 | asset id, partition, timestamp, seq | run id `Option<String>`, from a partition's second visible materialization on |
+//! | 0x39 | asset id, timestamp, seq | observation `points::Entry` |
 //! | 0x40 | asset id, upstream asset id | empty |
 //! | 0x41 | asset id, downstream asset id | empty |
 //! | 0x42 | code location | `lineage::LocationRecord` |
@@ -31,6 +31,7 @@
 //! | 0x50 | run id | `runs::RunRecord` |
 //! | 0x51 | status, created, run id | empty |
 //! | 0x52 | created, run id | empty |
+//! | 0x53 | run id, step key | `runs::StepStats` |
 //! | 0x60 | asset id, check name | `checks::CheckSummary` |
 //! | 0x61 | asset id, check name, execution id, partition | `checks::CheckExecution` |
 //! | 0x62 | asset id, check name, run id, partition | execution id |

@@ -544,6 +544,13 @@ fn a_partition_gets_history_rows_from_its_second_materialization() {
         .map(|e| (e.timestamp_us / 1_000_000, e.run_id.clone().unwrap()))
         .collect::<Vec<_>>()
     };
+    // Partition "a": its count of visible materializations and the seq of the latest.
+    let count_and_latest = |log: &Log| {
+        let rd = Reader::new(log, 1);
+        let st = partitions::state(&rd, 1, &key("t"), "a").unwrap().unwrap();
+        let latest = st.latest_materialization.unwrap().seq;
+        (st.materialization_count, latest)
+    };
     append(
         &log,
         vec![
@@ -570,15 +577,7 @@ fn a_partition_gets_history_rows_from_its_second_materialization() {
         history(&log, "a"),
         vec![(30, "r4".to_string()), (25, "r5".to_string())]
     );
-    let rd = Reader::new(&log, 1);
-    let st = partitions::state(&rd, 1, &key("t"), "a").unwrap().unwrap();
-    assert_eq!(
-        (
-            st.materialization_count,
-            st.latest_materialization.unwrap().seq
-        ),
-        (2, 5)
-    );
+    assert_eq!(count_and_latest(&log), (2, 5));
     // A wipe of the asset at 28 leaves one of the two.
     append(
         &log,
@@ -586,15 +585,7 @@ fn a_partition_gets_history_rows_from_its_second_materialization() {
     );
     assert_eq!(history(&log, "a"), vec![(30, "r4".to_string())]);
     assert!(history(&log, "b").is_empty());
-    let rd = Reader::new(&log, 1);
-    let st = partitions::state(&rd, 1, &key("t"), "a").unwrap().unwrap();
-    assert_eq!(
-        (
-            st.materialization_count,
-            st.latest_materialization.unwrap().seq
-        ),
-        (1, 5)
-    );
+    assert_eq!(count_and_latest(&log), (1, 5));
     let live = dump(&log).unwrap();
     rebuild(&log, |_, _| {}).unwrap();
     assert_eq!(live, dump(&log).unwrap());
