@@ -75,7 +75,7 @@ pub fn history(
     // A partition's wipe time covers the asset's too.
     let mut wiped_at = asset.wiped_at.map(|(t, _)| t);
     if let (Kind::Materializations, Some(p)) = (kind, &q.partition) {
-        let Some(s) = super::partitions::state(rows, dep, key, p)? else {
+        let Some(s) = super::partitions::state_of(rows, dep, asset.id, p)? else {
             return Ok(Vec::new());
         };
         if !s.indexed {

@@ -370,9 +370,19 @@ pub fn state(
     partition: &str,
 ) -> Result<Option<PartitionState>> {
     match super::asset_id(rows, dep, key)? {
-        Some(id) => rows.get_as(&state_key(dep, id, partition)),
+        Some(id) => state_of(rows, dep, id, partition),
         None => Ok(None),
     }
+}
+
+/// One partition's state, by asset id.
+pub fn state_of(
+    rows: &impl Rows,
+    dep: DeploymentId,
+    asset: u64,
+    partition: &str,
+) -> Result<Option<PartitionState>> {
+    rows.get_as(&state_key(dep, asset, partition))
 }
 
 /// Partitions (key order) with the given status, after `cursor`.
