@@ -657,6 +657,11 @@ fn a_replay_memo_writes_a_changed_record_back_once_and_reads_and_scans_see_it() 
     assert_eq!(stored(), Some(enc(&2)));
 }
 
+/// A row as the views family stores it.
+fn row(k: &str, v: &str) -> (Vec<u8>, Vec<u8>) {
+    (k.as_bytes().to_vec(), v.as_bytes().to_vec())
+}
+
 /// Every row of the views family, in key order.
 fn stored_views(db: &rocksdb::DB) -> Vec<(Vec<u8>, Vec<u8>)> {
     let views = db.cf_handle(cf::VIEWS).unwrap();
@@ -672,7 +677,6 @@ fn rows_of_kinds_only_scanned_are_scanned_in_order_rolled_back_and_written_last_
     let db = log.db();
     let views = db.cf_handle(cf::VIEWS).unwrap();
     let memo = std::cell::RefCell::new(Memo::new(b"h"));
-    let row = |k: &str, v: &str| (k.as_bytes().to_vec(), v.as_bytes().to_vec());
     let mut txn = Txn::with_memo(db, views, &memo);
     txn.begin();
     txn.put(b"h2".to_vec(), b"a".to_vec());
@@ -714,7 +718,6 @@ fn a_sealed_overlay_is_written_by_another_thread_while_the_next_txn_reads_and_sc
     let db = log.db();
     let views = db.cf_handle(cf::VIEWS).unwrap();
     let memo = std::cell::RefCell::new(Memo::new(b"h"));
-    let row = |k: &str, v: &str| (k.as_bytes().to_vec(), v.as_bytes().to_vec());
     let mut first = Txn::with_memo(db, views, &memo);
     first.put(b"a1".to_vec(), b"x".to_vec());
     first.put(b"h1".to_vec(), b"old".to_vec());

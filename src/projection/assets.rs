@@ -155,12 +155,7 @@ fn recount_after_wipe(txn: &Txn<'_>, dep: DeploymentId, r: &mut AssetRecord) -> 
     let visible = |e: &EventRef| wiped_at.is_none_or(|(t, _)| e.timestamp_us > t);
     let after = |kind: u8| -> Result<(Option<EventRef>, u64)> {
         let prefix = K::new(kind, dep).u64(r.id);
-        let lo = match wiped_at.map(|(t, _)| t.checked_add(1)) {
-            Some(Some(t)) => prefix.clone().time(t).build(),
-            Some(None) => return Ok((None, 0)),
-            None => prefix.clone().build(),
-        };
-        let rows = txn.scan(&lo, &keys::end_of(&prefix.build()))?;
+        let rows = super::materializations::visible(txn, prefix, wiped_at.map(|(t, _)| t))?;
         let latest = match rows.last() {
             Some((k, v)) => {
                 let (timestamp_us, seq) = keys::tail_time_seq(k);

@@ -40,6 +40,25 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
     Ok(())
 }
 
+/// The first key under `prefix` (a history family's, keyed `..., timestamp, seq`) later
+/// than `t` (the whole family for `None`); `None` when nothing can be later.
+fn after(prefix: &K, t: Option<i64>) -> Option<Vec<u8>> {
+    match t.map(|t| t.checked_add(1)) {
+        Some(Some(t)) => Some(prefix.clone().time(t).build()),
+        Some(None) => None,
+        None => Some(prefix.clone().build()),
+    }
+}
+
+/// The rows under `prefix` (as for [`after`]) later than a wipe at `wiped_us`, oldest first:
+/// the visible ones, the last of them the latest.
+pub fn visible(txn: &Txn<'_>, prefix: K, wiped_us: Option<i64>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    match after(&prefix, wiped_us) {
+        Some(lo) => txn.scan(&lo, &keys::end_of(&prefix.build())),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Which history to page through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -101,14 +120,8 @@ pub fn history(
         (Kind::Observations, _) => K::new(keys::OBSERVATIONS, dep).u64(asset.id),
     };
     // Visible after the wipe: later than it (and than `after_us`).
-    let after = match (wiped_at, q.after_us) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    };
-    let lo = match after {
-        Some(t) if t < i64::MAX => prefix.clone().time(t + 1).build(),
-        Some(_) => return Ok(Vec::new()),
-        None => prefix.clone().build(),
+    let Some(lo) = after(&prefix, wiped_at.max(q.after_us)) else {
+        return Ok(Vec::new());
     };
     let mut hi = keys::end_of(&prefix.clone().build());
     if let Some(t) = q.before_us {

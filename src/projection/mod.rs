@@ -182,28 +182,13 @@ pub trait Rows {
         reverse: bool,
         mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool>,
     ) -> Result<()> {
-        const PAGE: usize = 512;
-        let (mut lo, mut hi) = (lo.to_vec(), hi.to_vec());
-        loop {
-            let page = self.scan(&lo, &hi, reverse, PAGE)?;
-            for (k, v) in &page {
-                if !visit(k, v)? {
-                    return Ok(());
-                }
-            }
-            match page.last() {
-                Some((last, _)) if page.len() == PAGE => {
-                    if reverse {
-                        hi = last.clone();
-                    } else {
-                        // The smallest key after `last`.
-                        lo = last.clone();
-                        lo.push(0);
-                    }
-                }
-                _ => return Ok(()),
+        let mut pages = Pages::new(lo.to_vec(), hi.to_vec(), reverse, 512);
+        while let Some((k, v)) = pages.next(self)? {
+            if !visit(&k, &v)? {
+                return Ok(());
             }
         }
+        Ok(())
     }
 
     fn scan_prefix(
@@ -223,6 +208,54 @@ pub trait Rows {
             .iter()
             .filter_map(|(k, _)| keys::str_at(k, prefix.len()).map(str::to_string))
             .collect())
+    }
+}
+
+/// The rows with `lo <= key < hi` in order (or reversed), read a page at a time as they
+/// are taken.
+pub struct Pages {
+    lo: Vec<u8>,
+    hi: Vec<u8>,
+    reverse: bool,
+    size: usize,
+    page: std::collections::VecDeque<(Vec<u8>, Vec<u8>)>,
+    done: bool,
+}
+
+impl Pages {
+    pub fn new(lo: Vec<u8>, hi: Vec<u8>, reverse: bool, size: usize) -> Pages {
+        Pages {
+            lo,
+            hi,
+            reverse,
+            size,
+            page: Default::default(),
+            done: false,
+        }
+    }
+
+    /// The key of the next row, reading a page if need be.
+    pub fn peek<R: Rows + ?Sized>(&mut self, rows: &R) -> Result<Option<&[u8]>> {
+        if self.page.is_empty() && !self.done {
+            let page = rows.scan(&self.lo, &self.hi, self.reverse, self.size)?;
+            self.done = page.len() < self.size;
+            if let Some((last, _)) = page.last() {
+                if self.reverse {
+                    self.hi = last.clone();
+                } else {
+                    // The smallest key after `last`.
+                    self.lo = last.clone();
+                    self.lo.push(0);
+                }
+            }
+            self.page = page.into();
+        }
+        Ok(self.page.front().map(|(k, _)| k.as_slice()))
+    }
+
+    pub fn next<R: Rows + ?Sized>(&mut self, rows: &R) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.peek(rows)?;
+        Ok(self.page.pop_front())
     }
 }
 

@@ -306,13 +306,7 @@ fn rematerializations(
     let prefix = K::new(keys::PARTITION_MATERIALIZATIONS, dep)
         .u64(asset)
         .str(p);
-    let Some(after) = wiped_us.checked_add(1) else {
-        return Ok((None, 0));
-    };
-    let rows = txn.scan(
-        &prefix.clone().time(after).build(),
-        &keys::end_of(&prefix.build()),
-    )?;
+    let rows = materializations::visible(txn, prefix, Some(wiped_us))?;
     let latest = match rows.last() {
         Some((k, v)) => {
             let (timestamp_us, seq) = keys::tail_time_seq(k);

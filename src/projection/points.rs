@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, K};
-use super::{enc, intern, schema, Result, Rows};
+use super::{enc, intern, schema, Pages, Result, Rows};
 use crate::event::metadata::keys as md;
 use crate::event::{Definitions, DeploymentId, Event, Metadata, Seq};
 use crate::log::Txn;
@@ -136,13 +136,13 @@ pub fn walk(
             Some(_) => at(to_us),
             None => keys::end_of(&at(None)),
         };
-        Run::new(at(from_us), hi, reverse)
+        Pages::new(at(from_us), hi, reverse, 256)
     });
     loop {
         // The next row of the three: they never tie, a seq is one event.
         let mut next: Option<(usize, (i64, Seq))> = None;
         for (i, run) in runs.iter_mut().enumerate() {
-            if let Some(at) = run.peek(rows)? {
+            if let Some(at) = run.peek(rows)?.map(keys::tail_time_seq) {
                 if next.is_none_or(|(_, n)| (at > n) == reverse) {
                     next = Some((i, at));
                 }
@@ -151,56 +151,10 @@ pub fn walk(
         let Some((i, (t, s))) = next else {
             return Ok(());
         };
-        let (_, v) = runs[i].pop().expect("peeked");
+        let (_, v) = runs[i].next(rows)?.expect("peeked");
         if !visit(t, s, super::dec(&v)?)? {
             return Ok(());
         }
-    }
-}
-
-/// One family's rows in `[lo, hi)`, read a page at a time.
-struct Run {
-    lo: Vec<u8>,
-    hi: Vec<u8>,
-    reverse: bool,
-    page: std::collections::VecDeque<(Vec<u8>, Vec<u8>)>,
-    done: bool,
-}
-
-impl Run {
-    const PAGE: usize = 256;
-
-    fn new(lo: Vec<u8>, hi: Vec<u8>, reverse: bool) -> Run {
-        Run {
-            lo,
-            hi,
-            reverse,
-            page: Default::default(),
-            done: false,
-        }
-    }
-
-    /// The `(timestamp, seq)` of the next row, reading a page if need be.
-    fn peek(&mut self, rows: &impl Rows) -> Result<Option<(i64, Seq)>> {
-        if self.page.is_empty() && !self.done {
-            let page = rows.scan(&self.lo, &self.hi, self.reverse, Self::PAGE)?;
-            self.done = page.len() < Self::PAGE;
-            if let Some((last, _)) = page.last() {
-                if self.reverse {
-                    self.hi = last.clone();
-                } else {
-                    // The smallest key after `last`.
-                    self.lo = last.clone();
-                    self.lo.push(0);
-                }
-            }
-            self.page = page.into();
-        }
-        Ok(self.page.front().map(|(k, _)| keys::tail_time_seq(k)))
-    }
-
-    fn pop(&mut self) -> Option<(Vec<u8>, Vec<u8>)> {
-        self.page.pop_front()
     }
 }
 
