@@ -338,8 +338,8 @@ impl Overlay {
 /// (see `Log::clear_views`).
 #[derive(Default)]
 pub struct Memo {
-    rows: HashMap<Vec<u8>, Vec<u8>, foldhash::fast::RandomState>,
-    hot: HashMap<Vec<u8>, Row, foldhash::fast::RandomState>,
+    rows: HashMap<MemoKey, Vec<u8>, foldhash::fast::RandomState>,
+    hot: HashMap<MemoKey, Row, foldhash::fast::RandomState>,
     /// For a replay into empty views: every key written so far. A key that is not in it
     /// has no row, and its read skips RocksDB.
     written: Option<Written>,
@@ -359,6 +359,18 @@ pub struct Memo {
     /// An absorbed overlay, emptied, whose table the next txn takes (a group's table grown
     /// afresh every time costs rehashing and page faults on the writer's path).
     spare: Overlay,
+}
+
+/// A key in the memo's tables, held inline when short (most are): a lookup that finds its
+/// entry then compares the key without another cache miss on a heap allocation.
+type MemoKey = smallvec::SmallVec<[u8; 40]>;
+
+fn memo_key(key: Vec<u8>) -> MemoKey {
+    if key.len() <= 40 {
+        MemoKey::from_slice(&key)
+    } else {
+        MemoKey::from_vec(key)
+    }
 }
 
 /// A set of keys as a blocked bloom filter: `may_contain` is never false for an inserted key,
@@ -431,8 +443,9 @@ impl Memo {
     /// projector never reads a row of the `unread` kinds by its key.
     pub fn for_empty_views(events: usize, unread: &[u8]) -> Memo {
         Memo {
-            // A handful of view rows per event.
-            written: Some(Written::with_capacity(events.saturating_mul(6), unread)),
+            // About two rows per event that the views read by key (the rest are `unread`): a
+            // filter much larger than that misses the cache on every probe.
+            written: Some(Written::with_capacity(events.saturating_mul(2), unread)),
             write_back: true,
             ..Memo::new(unread)
         }
@@ -459,7 +472,7 @@ impl Memo {
             self.hot.clear();
         }
         self.hot_kinds.insert(kind(&key));
-        self.hot.insert(key, row);
+        self.hot.insert(memo_key(key), row);
     }
 
     /// Take in a group's overlay once the group is written: its records (decoded) and its
@@ -475,7 +488,7 @@ impl Memo {
             if slot.kept() {
                 self.remember_hot(k, slot.row);
             } else if self.hot_kinds.has_kind_of(&k) {
-                if let Some(hot) = self.hot.get_mut(&k) {
+                if let Some(hot) = self.hot.get_mut(k.as_slice()) {
                     *hot = slot.row;
                 }
             }
@@ -604,7 +617,7 @@ impl<'a> Txn<'a> {
             if memo.rows.len() >= Memo::CAPACITY {
                 memo.rows.clear();
             }
-            memo.rows.insert(key.to_vec(), v.clone());
+            memo.rows.insert(MemoKey::from_slice(key), v.clone());
         }
         Ok(found.map(|v| read(&v)))
     }
@@ -774,9 +787,9 @@ impl<'a> Txn<'a> {
             it.next();
         }
         it.status()?;
-        let mut apply = |k: &Vec<u8>, row: &Row| {
+        let mut apply = |k: &[u8], row: &Row| {
             match row.with_bytes(|v| v.map(<[u8]>::to_vec)) {
-                Some(v) => rows.insert(k.clone(), v),
+                Some(v) => rows.insert(k.to_vec(), v),
                 None => rows.remove(k),
             };
         };
@@ -793,7 +806,7 @@ impl<'a> Txn<'a> {
             }
         }
         for layer in [&self.prev, &self.overlay] {
-            layer.visit_range(lo, hi, &mut apply);
+            layer.visit_range(lo, hi, |k, row| apply(k, row));
         }
         Ok(rows.into_iter().collect())
     }
@@ -869,7 +882,7 @@ impl<'a> Txn<'a> {
             // next group read them from the overlay until then), unless it has a newer
             // one.
             for (k, row) in memo.hot.drain() {
-                overlay.put_fresh(k, row);
+                overlay.put_fresh(k.into_vec(), row);
             }
         }
         if let Some(written) = &mut memo.written {
@@ -901,7 +914,7 @@ impl<'a> Txn<'a> {
             let mut memo = memo.borrow_mut();
             // Nothing reads the memo after this: the group's own records join it unwritten.
             memo.absorb(overlay);
-            let mut kept: Vec<(Vec<u8>, Row)> = memo.hot.drain().collect();
+            let mut kept: Vec<(MemoKey, Row)> = memo.hot.drain().collect();
             kept.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             for (k, row) in kept {
                 row.put_into(batch, cf, &k);

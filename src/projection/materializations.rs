@@ -31,9 +31,9 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
         EventBody::AssetObservation(a) => (keys::OBSERVATIONS, a),
         _ => return Ok(()),
     };
-    let entry = points::Entry {
-        run_id: ev.envelope.run_id.clone(),
-        partition: a.partition.clone(),
+    let entry = points::EntryRef {
+        run_id: ev.envelope.run_id.as_deref(),
+        partition: a.partition.as_deref(),
         measured: points::measure(txn, dep, id, &a.metadata, true)?,
     };
     txn.put(points::key(kind, dep, id, ts, seq), enc(&entry));

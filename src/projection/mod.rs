@@ -496,6 +496,8 @@ impl Projector for Views {
             keys::PARTITION_MATERIALIZATIONS,
             keys::OBSERVATIONS,
             keys::RUN_PLANNED,
+            keys::UPSTREAM,
+            keys::DOWNSTREAM,
             keys::ROW_COUNTS,
             keys::POINTS,
             keys::RUNS_BY_STATUS,
