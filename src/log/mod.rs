@@ -725,7 +725,10 @@ impl Log {
         memo: Memo,
         mut progress: impl FnMut(Seq),
     ) -> Result<()> {
-        const CHUNK: usize = 8192;
+        // Small chunks keep a chunk's overlay (a few thousand rows), which the next chunk
+        // also reads, in the projecting core's cache: 1,024 events rebuilt the
+        // partition-heavy store faster than 8,192, 4,096 or 2,048 did, and as fast as 512.
+        const CHUNK: usize = 1024;
         let views_cf = self.cf(cf::VIEWS);
         let memo = RefCell::new(memo);
         let mut prev = Arc::new(Overlay::default());
