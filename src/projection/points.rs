@@ -183,6 +183,7 @@ pub fn labels(rows: &impl Rows, dep: DeploymentId, asset: u64) -> Result<Vec<Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::projection::{dec, enc};
 
     /// The borrowed entry a view writes is read back as the owned one: same bytes.
     #[test]
@@ -205,12 +206,9 @@ mod tests {
                 numeric: vec![("duration_s", 12.5), ("cost", f64::MIN)],
             },
         };
-        let bytes = super::super::enc(&borrowed);
-        assert_eq!(bytes, super::super::enc(&owned));
-        assert_eq!(super::super::dec::<Entry>(&bytes).unwrap(), owned);
-        assert_eq!(
-            super::super::enc(&EntryRef::default()),
-            super::super::enc(&Entry::default())
-        );
+        let bytes = enc(&borrowed);
+        assert_eq!(bytes, enc(&owned));
+        assert_eq!(dec::<Entry>(&bytes).unwrap(), owned);
+        assert_eq!(enc(&EntryRef::default()), enc(&Entry::default()));
     }
 }
