@@ -702,7 +702,17 @@ impl<'a> Txn<'a> {
             None => match self.memo.and_then(|m| m.borrow_mut().hot.remove(key)) {
                 // The memo's copy is moved, not cloned: this overlay holds the record now,
                 // and gives it back to the memo once its group is written. (A rollback
-                // leaves the memo without it: the next read goes to RocksDB.)
+                // leaves the memo without it: the next read goes to RocksDB.) Changed in
+                // its box, which moves whole: a record is not copied out and back in.
+                Some(Row::Record(mut r)) if r.as_any().is::<Typed<T>>() => {
+                    let typed = r.as_any_mut().downcast_mut::<Typed<T>>().expect("checked");
+                    let existed = typed.0.is_some();
+                    let out = change(&mut typed.0);
+                    if existed || typed.0.is_some() {
+                        self.set_fresh(key.to_vec(), Row::Record(r), !existed);
+                    }
+                    return Ok(out);
+                }
                 Some(row) => take_typed(row)?,
                 None if self.unwritten(key) => None,
                 None => self
