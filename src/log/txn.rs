@@ -97,17 +97,6 @@ impl Row {
     }
 }
 
-/// A row as a `T`, moved out of it when it holds one decoded.
-fn take_typed<T: Value>(row: Row) -> Result<Option<T>> {
-    match row {
-        Row::Record(mut r) if r.as_any().is::<Typed<T>>() => {
-            let typed = r.as_any_mut().downcast_mut::<Typed<T>>().expect("checked");
-            Ok(typed.0.take())
-        }
-        other => other.with_typed(|v: Option<&T>| v.cloned()),
-    }
-}
-
 /// What a key had in the overlay before the current request first wrote it.
 enum Before {
     /// Nothing: a rollback removes the key.
@@ -697,35 +686,34 @@ impl<'a> Txn<'a> {
                 }
             }
         }
-        let mut value: Option<T> = match self.staged(key) {
-            Some(row) => row.with_typed(|v: Option<&T>| v.cloned())?,
+        let typed = |value: Option<T>| -> Box<dyn Record> { Box::new(Typed(value)) };
+        let mut record: Box<dyn Record> = match self.staged(key) {
+            Some(row) => typed(row.with_typed(|v: Option<&T>| v.cloned())?),
             None => match self.memo.and_then(|m| m.borrow_mut().hot.remove(key)) {
                 // The memo's copy is moved, not cloned: this overlay holds the record now,
                 // and gives it back to the memo once its group is written. (A rollback
-                // leaves the memo without it: the next read goes to RocksDB.) Changed in
-                // its box, which moves whole: a record is not copied out and back in.
-                Some(Row::Record(mut r)) if r.as_any().is::<Typed<T>>() => {
-                    let typed = r.as_any_mut().downcast_mut::<Typed<T>>().expect("checked");
-                    let existed = typed.0.is_some();
-                    let out = change(&mut typed.0);
-                    if existed || typed.0.is_some() {
-                        self.set_fresh(key.to_vec(), Row::Record(r), !existed);
-                    }
-                    return Ok(out);
-                }
-                Some(row) => take_typed(row)?,
-                None if self.unwritten(key) => None,
-                None => self
-                    .db
-                    .get_pinned_cf(self.cf, key)?
-                    .map(|v| T::decode(&v))
-                    .transpose()?,
+                // leaves the memo without it: the next read goes to RocksDB.) Its box moves
+                // whole: the record is not copied out and back in.
+                Some(Row::Record(r)) if r.as_any().is::<Typed<T>>() => r,
+                Some(row) => typed(row.with_typed(|v: Option<&T>| v.cloned())?),
+                None if self.unwritten(key) => typed(None),
+                None => typed(
+                    self.db
+                        .get_pinned_cf(self.cf, key)?
+                        .map(|v| T::decode(&v))
+                        .transpose()?,
+                ),
             },
         };
+        let value = &mut record
+            .as_any_mut()
+            .downcast_mut::<Typed<T>>()
+            .expect("made or checked as one")
+            .0;
         let existed = value.is_some();
-        let out = change(&mut value);
+        let out = change(value);
         if existed || value.is_some() {
-            self.set_fresh(key.to_vec(), Row::Record(Box::new(Typed(value))), !existed);
+            self.set_fresh(key.to_vec(), Row::Record(record), !existed);
         }
         Ok(out)
     }
