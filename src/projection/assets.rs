@@ -4,6 +4,14 @@
 //! "Latest" is the highest `(timestamp, seq)`. A wipe hides every event of the asset whose
 //! timestamp is at or before the wipe's; counts and latest events then cover only later
 //! ones, so a late-arriving old event cannot resurrect a wiped asset.
+//!
+//! A wipe of some partitions hides their materializations and observations at or before
+//! it in the same way, here as in the partitions' own views: from the asset's latest
+//! events, counts and history. (Planned and failed attempts of those partitions stay in the
+//! asset's latest attempt: there is no history of attempts per asset to take the one before
+//! from. The partitions' own status forgets them.)
+
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +36,9 @@ pub struct AssetRecord {
     /// `(timestamp, seq)` of the latest wipe of the whole asset.
     pub wiped_at: Option<(i64, Seq)>,
     pub first_seq: Seq,
+    /// Timestamp of the latest wipe of any of its partitions: an event of a partition after
+    /// it is hidden by no partition wipe, so only older ones need their partition's.
+    pub partitions_wiped_at: Option<i64>,
 }
 
 impl AssetRecord {
@@ -44,6 +55,7 @@ impl AssetRecord {
             observation_count: 0,
             wiped_at: None,
             first_seq: seq,
+            partitions_wiped_at: None,
         }
     }
 
@@ -61,6 +73,11 @@ impl AssetRecord {
     /// Does an event at `timestamp_us` count after the wipe?
     pub fn visible(&self, timestamp_us: i64) -> bool {
         self.wiped_at.is_none_or(|(t, _)| timestamp_us > t)
+    }
+
+    /// Could a wipe of its partition hide an event at `timestamp_us` of some partition?
+    pub fn partition_wipe_may_hide(&self, timestamp_us: i64) -> bool {
+        self.partitions_wiped_at.is_some_and(|t| timestamp_us <= t)
     }
 
     pub fn group(&self) -> Option<&str> {
@@ -100,18 +117,46 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
         return Ok(());
     };
     let ts = ev.envelope.timestamp_us;
-    let wiped = txn.update(&key_of(dep, id), |slot: &mut Option<AssetRecord>| {
+    let rk = key_of(dep, id);
+    // A materialization or observation of a partition: hidden if a wipe of that partition
+    // covers it (looked up only if some partition wipe could).
+    let partition_hidden = match &ev.body {
+        EventBody::AssetMaterialization(a) | EventBody::AssetObservation(a) => match &a.partition {
+            Some(p)
+                if txn.read(&rk, |r: Option<&AssetRecord>| {
+                    r.is_some_and(|r| r.partition_wipe_may_hide(ts))
+                })? =>
+            {
+                super::partitions::wiped_at(txn, dep, id, p)?.is_some_and(|w| ts <= w)
+            }
+            _ => false,
+        },
+        _ => false,
+    };
+    // A wipe of partitions newer than one of theirs changes what the asset shows.
+    let partitions_wiped = match &ev.body {
+        EventBody::AssetWiped(w) if !w.partition_keys.is_empty() => {
+            let mut newer = false;
+            for p in &w.partition_keys {
+                newer |= super::partitions::wiped_at(txn, dep, id, p)?.is_none_or(|at| at < ts);
+            }
+            newer.then_some(w.partition_keys.as_slice())
+        }
+        _ => None,
+    };
+    let wiped = txn.update(&rk, |slot: &mut Option<AssetRecord>| {
         let r = slot.get_or_insert_with(|| AssetRecord::new(id, key.clone(), seq));
         let visible = r.visible(ts);
+        let counted = visible && !partition_hidden;
         match &ev.body {
-            EventBody::AssetMaterialization(a) if visible => {
+            EventBody::AssetMaterialization(a) if counted => {
                 r.latest_materialization = later(
                     r.latest_materialization.take(),
                     EventRef::of(seq, ev, a.partition.clone()),
                 );
                 r.materialization_count += 1;
             }
-            EventBody::AssetObservation(a) if visible => {
+            EventBody::AssetObservation(a) if counted => {
                 r.latest_observation = later(
                     r.latest_observation.take(),
                     EventRef::of(seq, ev, a.partition.clone()),
@@ -136,40 +181,71 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
                 r.wiped_at = Some((ts, seq));
                 return true;
             }
+            EventBody::AssetWiped(_) if partitions_wiped.is_some() => {
+                r.partitions_wiped_at = r.partitions_wiped_at.max(Some(ts));
+                return true;
+            }
             _ => {}
         }
         false
     })?;
     if wiped {
         let mut r = get(txn, dep, id)?.expect("written just above");
-        recount_after_wipe(txn, dep, &mut r)?;
+        recount_after_wipe(txn, dep, &mut r, partitions_wiped.map(|p| (p, ts)))?;
         put(txn, dep, r);
     }
     Ok(())
 }
 
 /// After a wipe: latest events and counts from the history rows still visible (those after
-/// the wipe's time: the last of them in key order is the latest).
-fn recount_after_wipe(txn: &Txn<'_>, dep: DeploymentId, r: &mut AssetRecord) -> Result<()> {
-    let wiped_at = r.wiped_at;
+/// the wipe's time, but for those a wipe of their partition hides: the last of them in key
+/// order is the latest). `wiping`: partitions being wiped at a time, whose states do not
+/// say so yet.
+fn recount_after_wipe(
+    txn: &Txn<'_>,
+    dep: DeploymentId,
+    r: &mut AssetRecord,
+    wiping: Option<(&[String], i64)>,
+) -> Result<()> {
+    let (id, wiped_at, partitions_wiped_at) = (r.id, r.wiped_at, r.partitions_wiped_at);
     let visible = |e: &EventRef| wiped_at.is_none_or(|(t, _)| e.timestamp_us > t);
-    let after = |kind: u8| -> Result<(Option<EventRef>, u64)> {
-        let prefix = K::new(kind, dep).u64(r.id);
-        let rows = super::materializations::visible(txn, prefix, wiped_at.map(|(t, _)| t))?;
-        let latest = match rows.last() {
-            Some((k, v)) => {
-                let (timestamp_us, seq) = keys::tail_time_seq(k);
-                let e: super::points::Entry = super::dec(v)?;
-                Some(EventRef {
-                    seq,
-                    timestamp_us,
-                    run_id: e.run_id,
-                    partition: e.partition,
-                })
-            }
-            None => None,
+    let mut partition_wipes: HashMap<String, Option<i64>> = HashMap::new();
+    let mut hidden_by_partition = |e: &EventRef| -> Result<bool> {
+        let may_hide = partitions_wiped_at.is_some_and(|t| e.timestamp_us <= t);
+        let Some(p) = e.partition.as_deref().filter(|_| may_hide) else {
+            return Ok(false);
         };
-        Ok((latest, rows.len() as u64))
+        let w = match partition_wipes.get(p) {
+            Some(w) => *w,
+            None => {
+                let mut w = super::partitions::wiped_at(txn, dep, id, p)?;
+                if let Some((_, at)) = wiping.filter(|(ps, _)| ps.iter().any(|x| x == p)) {
+                    w = w.max(Some(at));
+                }
+                partition_wipes.insert(p.to_string(), w);
+                w
+            }
+        };
+        Ok(w.is_some_and(|w| e.timestamp_us <= w))
+    };
+    let mut after = |kind: u8| -> Result<(Option<EventRef>, u64)> {
+        let prefix = K::new(kind, dep).u64(id);
+        let (mut latest, mut count) = (None, 0);
+        for (k, v) in super::materializations::visible(txn, prefix, wiped_at.map(|(t, _)| t))? {
+            let (timestamp_us, seq) = keys::tail_time_seq(&k);
+            let e: super::points::Entry = super::dec(&v)?;
+            let e = EventRef {
+                seq,
+                timestamp_us,
+                run_id: e.run_id,
+                partition: e.partition,
+            };
+            if !hidden_by_partition(&e)? {
+                count += 1;
+                latest = Some(e);
+            }
+        }
+        Ok((latest, count))
     };
     (r.latest_materialization, r.materialization_count) = after(keys::MATERIALIZATIONS)?;
     (r.latest_observation, r.observation_count) = after(keys::OBSERVATIONS)?;

@@ -77,7 +77,9 @@ pub struct HistoryQuery {
     pub limit: usize,
 }
 
-/// Newest first. Events hidden by a wipe are left out.
+/// Newest first. Events hidden by a wipe are left out. With a partition, only that
+/// partition's events (hidden by its wipes too): a materialization history reads the
+/// partition's own rows; an observation history, the asset's, keeping that partition's.
 pub fn history(
     rows: &impl Rows,
     dep: DeploymentId,
@@ -112,6 +114,12 @@ pub fn history(
         }
         wiped_at = wiped_at.max(s.wiped_at_us);
     }
+    if let (Kind::Observations, Some(p)) = (kind, &q.partition) {
+        // A partition that was wiped has a state (see `partitions::apply`).
+        if let Some(s) = super::partitions::state_of(rows, dep, asset.id, p)? {
+            wiped_at = wiped_at.max(s.wiped_at_us);
+        }
+    }
     let prefix = match (kind, &q.partition) {
         (Kind::Materializations, Some(p)) => K::new(keys::PARTITION_MATERIALIZATIONS, dep)
             .u64(asset.id)
@@ -133,24 +141,68 @@ pub fn history(
     if lo >= hi {
         return Ok(Vec::new());
     }
-    // Every row in range is visible: one scan of the page.
-    rows.scan(&lo, &hi, true, q.limit)?
-        .into_iter()
-        .map(|(k, v)| {
-            let (timestamp_us, seq) = keys::tail_time_seq(&k);
-            let (run_id, partition) = match &q.partition {
-                Some(p) if kind == Kind::Materializations => (super::dec(&v)?, Some(p.clone())),
-                _ => {
-                    let e: points::Entry = super::dec(&v)?;
-                    (e.run_id, e.partition)
-                }
-            };
-            Ok(EventRef {
-                seq,
-                timestamp_us,
-                run_id,
-                partition,
-            })
+    let row = |k: &[u8], v: &[u8]| -> Result<EventRef> {
+        let (timestamp_us, seq) = keys::tail_time_seq(k);
+        let (run_id, partition) = match &q.partition {
+            Some(p) if kind == Kind::Materializations => (super::dec(v)?, Some(p.clone())),
+            _ => {
+                let e: points::Entry = super::dec(v)?;
+                (e.run_id, e.partition)
+            }
+        };
+        Ok(EventRef {
+            seq,
+            timestamp_us,
+            run_id,
+            partition,
         })
-        .collect()
+    };
+    match (kind, &q.partition) {
+        // The asset's observations of every partition: those of this one are kept.
+        (Kind::Observations, Some(p)) => {
+            let mut out = Vec::new();
+            rows.walk(&lo, &hi, true, |k, v| {
+                let e = row(k, v)?;
+                if e.partition.as_ref() == Some(p) {
+                    out.push(e);
+                }
+                Ok(out.len() < q.limit)
+            })?;
+            Ok(out)
+        }
+        // The asset's events of every partition, some of which a wipe of their partition
+        // may hide.
+        (_, None) if asset.partitions_wiped_at.is_some() => {
+            let mut wipes: std::collections::HashMap<String, Option<i64>> = Default::default();
+            let mut out = Vec::new();
+            rows.walk(&lo, &hi, true, |k, v| {
+                let e = row(k, v)?;
+                if let Some(p) = e
+                    .partition
+                    .as_ref()
+                    .filter(|_| asset.partition_wipe_may_hide(e.timestamp_us))
+                {
+                    let w = match wipes.get(p) {
+                        Some(w) => *w,
+                        None => {
+                            let w = super::partitions::wiped_at(rows, dep, asset.id, p)?;
+                            *wipes.entry(p.clone()).or_insert(w)
+                        }
+                    };
+                    if w.is_some_and(|w| e.timestamp_us <= w) {
+                        return Ok(true);
+                    }
+                }
+                out.push(e);
+                Ok(out.len() < q.limit)
+            })?;
+            Ok(out)
+        }
+        // Every row in range is visible: one scan of the page.
+        _ => rows
+            .scan(&lo, &hi, true, q.limit)?
+            .into_iter()
+            .map(|(k, v)| row(&k, &v))
+            .collect(),
+    }
 }

@@ -23,7 +23,8 @@
 //! Agents retry and race, so "latest" never means "arrived last": it means the highest
 //! `(event timestamp, seq)`. A run status that reached a terminal state never goes back;
 //! among non-terminal states the furthest one wins; among terminal ones the latest by
-//! `(timestamp, seq)`. A wipe hides events whose timestamp is at or before the wipe's.
+//! `(timestamp, seq)`. A wipe hides events whose timestamp is at or before the wipe's (a
+//! wipe of some partitions, their events).
 //! These rules give the same answer for any arrival order of the same events (up to the
 //! seq tie-break between events with equal timestamps).
 //!
@@ -57,7 +58,7 @@ use crate::log::{self, cf, Log, LogOptions, Projector, Txn, Value};
 use keys::K;
 
 /// Bump when a view's rows change meaning or layout: stores with other versions rebuild.
-pub const VIEWS_VERSION: u32 = 4;
+pub const VIEWS_VERSION: u32 = 5;
 
 /// Codec byte of every view value.
 pub const VIEW_V1: u8 = 0x01;

@@ -379,6 +379,20 @@ pub fn state_of(
     rows.get_as(&state_key(dep, asset, partition))
 }
 
+/// The timestamp of the latest wipe of one partition (or of its whole asset, once the
+/// partition had a state), if any.
+pub fn wiped_at(
+    rows: &impl Rows,
+    dep: DeploymentId,
+    asset: u64,
+    partition: &str,
+) -> Result<Option<i64>> {
+    rows.read_hot(
+        &state_key(dep, asset, partition),
+        |s: Option<&PartitionState>| s.and_then(|s| s.wiped_at_us),
+    )
+}
+
 /// Partitions (key order) with the given status, after `cursor`.
 pub fn by_status(
     rows: &impl Rows,

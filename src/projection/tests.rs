@@ -591,6 +591,129 @@ fn a_partition_gets_history_rows_from_its_second_materialization() {
     assert_eq!(live, dump(&log).unwrap());
 }
 
+/// A wipe of some partitions hides their materializations and observations at or before it
+/// from the asset too: its latest events, counts and history. Whichever order the events
+/// arrive in, the asset reads the same, and so does a rebuild.
+#[test]
+fn a_partition_wipe_hides_its_events_from_the_asset() {
+    let obs = |id: &str, ts: i64, p: &str| json!({"id": id, "type": "ASSET_OBSERVATION", "timestamp": ts, "asset_key": "t", "partition": p});
+    let wipe = |id: &str, ts: i64, p: &str| json!({"id": id, "type": "ASSET_WIPED", "timestamp": ts, "asset_key": "t", "partition_keys": [p]});
+    let evs = vec![
+        mat("1", "t", 10, Some("r1"), Some("a")),
+        mat("2", "t", 20, Some("r2"), Some("b")),
+        mat("3", "t", 30, Some("r3"), Some("a")),
+        mat("4", "t", 40, Some("r4"), None),
+        obs("5", 15, "a"),
+        obs("6", 25, "b"),
+        // "a" wiped at 35: hides 1, 3 and 5. "b" wiped at 5: hides nothing.
+        wipe("w1", 35, "a"),
+        wipe("w2", 5, "b"),
+        mat("7", "t", 33, Some("r7"), Some("a")), // older than the wipe of "a": hidden
+        mat("8", "t", 50, Some("r8"), Some("a")),
+    ];
+    let read = |log: &Log| {
+        let rd = Reader::new(log, 1);
+        let a = assets::by_key(&rd, 1, &key("t")).unwrap().unwrap();
+        let history = |kind| {
+            let q = materializations::HistoryQuery {
+                limit: 10,
+                ..Default::default()
+            };
+            materializations::history(&rd, 1, &key("t"), kind, &q)
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    e.run_id
+                        .clone()
+                        .unwrap_or_else(|| e.partition.clone().unwrap())
+                })
+                .collect::<Vec<_>>()
+        };
+        (
+            a.latest_materialization.map(|e| e.run_id.unwrap()),
+            a.materialization_count,
+            a.latest_observation.map(|e| e.timestamp_us / 1_000_000),
+            a.observation_count,
+            history(materializations::Kind::Materializations),
+            history(materializations::Kind::Observations),
+        )
+    };
+    let want = (
+        Some("r8".to_string()),
+        3,
+        Some(25),
+        1,
+        vec!["r8".to_string(), "r4".to_string(), "r2".to_string()],
+        vec!["b".to_string()],
+    );
+    // In order, one event per request; then all of them reversed in one request.
+    let (_d, log) = store();
+    for ev in &evs {
+        append(&log, vec![ev.clone()]);
+    }
+    assert_eq!(read(&log), want);
+    let (_d2, reversed) = store();
+    append(&reversed, evs.iter().rev().cloned().collect());
+    assert_eq!(read(&reversed), want);
+    for log in [&log, &reversed] {
+        let live = dump(log).unwrap();
+        rebuild(log, |_, _| {}).unwrap();
+        assert_eq!(live, dump(log).unwrap());
+        assert_eq!(read(log), want);
+    }
+}
+
+/// An observation history of one partition lists that partition's observations only,
+/// newest first, paged, and hides those its wipe covers.
+#[test]
+fn an_observation_history_keeps_to_its_partition() {
+    let (_d, log) = store();
+    let obs = |id: &str, ts: i64, p: &str| json!({"id": id, "type": "ASSET_OBSERVATION", "timestamp": ts, "asset_key": "t", "run_id": id, "partition": p});
+    append(
+        &log,
+        vec![
+            obs("1", 10, "a"),
+            obs("2", 20, "b"),
+            obs("3", 30, "a"),
+            obs("4", 40, "b"),
+            obs("5", 50, "a"),
+        ],
+    );
+    let history = |log: &Log, p: Option<&str>, before: Option<(i64, Seq)>, limit: usize| {
+        let q = materializations::HistoryQuery {
+            partition: p.map(str::to_string),
+            before,
+            limit,
+            ..Default::default()
+        };
+        let rd = Reader::new(log, 1);
+        materializations::history(&rd, 1, &key("t"), materializations::Kind::Observations, &q)
+            .unwrap()
+            .iter()
+            .map(|e| {
+                assert_eq!(e.partition.as_deref(), p.or(e.partition.as_deref()));
+                e.seq
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(history(&log, None, None, 10), vec![5, 4, 3, 2, 1]);
+    assert_eq!(history(&log, Some("a"), None, 10), vec![5, 3, 1]);
+    assert_eq!(history(&log, Some("b"), None, 10), vec![4, 2]);
+    assert!(history(&log, Some("c"), None, 10).is_empty());
+    // Paged: a page of two, then the rest from the last one's position.
+    assert_eq!(history(&log, Some("a"), None, 2), vec![5, 3]);
+    assert_eq!(history(&log, Some("a"), Some((30_000_000, 3)), 2), vec![1]);
+    // A wipe of "a" at 35 hides its observations before it, not those of "b".
+    append(
+        &log,
+        vec![
+            json!({"id": "w", "type": "ASSET_WIPED", "timestamp": 35, "asset_key": "t", "partition_keys": ["a"]}),
+        ],
+    );
+    assert_eq!(history(&log, Some("a"), None, 10), vec![5]);
+    assert_eq!(history(&log, Some("b"), None, 10), vec![4, 2]);
+}
+
 #[test]
 fn backfill_progress_from_tagged_runs() {
     let (_d, log) = store();
@@ -997,9 +1120,22 @@ fn model(values: &[Value]) -> BTreeMap<String, String> {
             .filter(|v| v["type"] == "ASSET_WIPED" && v.get("partition_keys").is_none())
             .map(|v| ts(v))
             .max();
+        // A partition's wipes hide its materializations from the asset too.
+        let partition_wipe = |p: &Value| {
+            of_asset
+                .iter()
+                .filter(|v| v["type"] == "ASSET_WIPED" && v["partition_keys"] == json!([p]))
+                .map(|v| ts(v))
+                .max()
+        };
         let mats: Vec<&&Value> = of_asset
             .iter()
-            .filter(|v| v["type"] == "ASSET_MATERIALIZATION" && wipe.is_none_or(|w| ts(v) > w))
+            .filter(|v| {
+                v["type"] == "ASSET_MATERIALIZATION"
+                    && wipe.is_none_or(|w| ts(v) > w)
+                    && (v["partition"].is_null()
+                        || partition_wipe(&v["partition"]).is_none_or(|w| ts(v) > w))
+            })
             .collect();
         let latest = mats
             .iter()

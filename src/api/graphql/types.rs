@@ -792,12 +792,14 @@ impl Asset {
             limit,
         )
     }
-    /// Observations, newest first: by timestamp, then storage id. `beforeStorageId`
-    /// resumes after that event.
+    /// Observations, newest first: by timestamp, then storage id (of one partition, if
+    /// given). `beforeStorageId` resumes after that event.
+    #[allow(clippy::too_many_arguments)]
     #[graphql(complexity = "limit * child_complexity + 1")]
     async fn observations(
         &self,
         c: &Context<'_>,
+        partition: Option<String>,
         before_storage_id: Option<u64>,
         after_timestamp: Option<f64>,
         before_timestamp: Option<f64>,
@@ -807,7 +809,7 @@ impl Asset {
             c,
             &self.0.key,
             materializations::Kind::Observations,
-            None,
+            partition,
             before_storage_id,
             after_timestamp,
             before_timestamp,
