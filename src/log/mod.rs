@@ -137,7 +137,7 @@ pub struct Appended {
 }
 
 struct Request {
-    /// Shared with the encoder thread while the writer stages it.
+    /// Shared with the encoder thread while the writer stages it, and with the appender.
     events: Arc<Vec<Event>>,
     reply: oneshot::Sender<Result<Vec<Appended>>>,
 }
@@ -467,11 +467,12 @@ impl Log {
     /// Queue `events` for the writer. The caller keeps a handle on them and drops it once
     /// answered: the writer's side lets go first, so the events are freed by the thread that
     /// made them, off the writer's and committer's path.
-    fn enqueue(&self, events: Vec<Event>, wait: bool) -> Result<Reply> {
+    fn enqueue(&self, events: Vec<Event>, wait: bool) -> Result<(Reply, Arc<Vec<Event>>)> {
         let (reply, rx) = oneshot::channel();
         let events = Arc::new(events);
+        let mine = events.clone();
         self.send(Msg::Append(Request { events, reply }), wait)?;
-        Ok(rx)
+        Ok((rx, mine))
     }
 
     /// Requests waiting in the writer's queue.
@@ -503,8 +504,10 @@ impl Log {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let rx = self.enqueue(events, true)?;
-        rx.await.map_err(|_| Error::Closed)?
+        let (rx, events) = self.enqueue(events, true)?;
+        let replied = rx.await;
+        drop(events);
+        replied.map_err(|_| Error::Closed)?
     }
 
     /// Like [`Log::append`] but fails with [`Error::QueueFull`] instead of waiting for space.
@@ -512,8 +515,10 @@ impl Log {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let rx = self.enqueue(events, false)?;
-        rx.await.map_err(|_| Error::Closed)?
+        let (rx, events) = self.enqueue(events, false)?;
+        let replied = rx.await;
+        drop(events);
+        replied.map_err(|_| Error::Closed)?
     }
 
     /// [`Log::append`] for synchronous callers (CLI, benches, tests).
@@ -521,8 +526,10 @@ impl Log {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let rx = self.enqueue(events, true)?;
-        rx.blocking_recv().map_err(|_| Error::Closed)?
+        let (rx, events) = self.enqueue(events, true)?;
+        let replied = rx.blocking_recv();
+        drop(events);
+        replied.map_err(|_| Error::Closed)?
     }
 
     /// Stop taking appends, let the writer finish what is queued, and wait for it.
@@ -1395,6 +1402,10 @@ struct Commit {
     /// replies are out (the log past the watermark is re-indexed at open).
     dedupe: WriteBatch,
     staged: Vec<Staged>,
+    /// The requests' events. Let go of before the replies, so that each appender, still
+    /// holding them, frees its own (dropping thousands of events is real work, slower still
+    /// on a thread that did not allocate them, and must not hold up the next group).
+    spent: Vec<Arc<Vec<Event>>>,
     /// The group's last seq, if it appended anything.
     last_seq: Option<Seq>,
     /// Whether the write succeeded, sent once the replies are out.
@@ -1453,6 +1464,7 @@ fn spawn_committer(
                 } else {
                     db.write_opt(c.batch, &wo)
                 };
+                drop(c.spent);
                 let ok = match written {
                     Ok(()) => {
                         if let Some(last) = c.last_seq {
@@ -1510,14 +1522,8 @@ type Encoded = Vec<(Vec<u8>, u128)>;
 /// The events' dedupe keys, and what the index has for each.
 type Lookup = (Vec<Vec<u8>>, Vec<Result<Option<DedupeEntry>>>);
 
-/// What the encoder thread receives.
-enum EncodeMsg {
-    /// A job, and where to say it has stopped working on it.
-    Job(Arc<EncodeJob>, SyncSender<()>),
-    /// A staged group's events, to let go of while the group is written: freeing thousands
-    /// of events is real work, which would otherwise hold up the writer or an appender.
-    Free(Vec<Arc<Vec<Event>>>),
-}
+/// What the encoder thread receives: a job, and where to say it has stopped working on it.
+type EncodeMsg = (Arc<EncodeJob>, SyncSender<()>);
 
 /// What a finished [`EncodeJob`] hands back: per event, its dedupe key, what the index has
 /// for it, and its stored bytes and hash.
@@ -1635,14 +1641,7 @@ fn spawn_encoder() -> Option<SyncSender<EncodeMsg>> {
     std::thread::Builder::new()
         .name("assetlog-encoder".into())
         .spawn(move || {
-            for msg in rx {
-                let (job, done) = match msg {
-                    EncodeMsg::Job(job, done) => (job, done),
-                    EncodeMsg::Free(events) => {
-                        drop(events);
-                        continue;
-                    }
-                };
+            for (job, done) in rx {
                 job.prepare();
                 job.work();
                 // Let go of the job before saying so: the writer then owns it alone.
@@ -1870,6 +1869,7 @@ impl Writer {
             batch,
             dedupe,
             staged,
+            spent,
             last_seq: (self.next_seq != start_seq).then(|| self.next_seq - 1),
             done,
         };
@@ -1886,11 +1886,6 @@ impl Writer {
                     let _ = s.reply.send(Err(Error::Poisoned));
                 }
             }
-        }
-        // The events go to the encoder thread, idle while the group is written, to be freed
-        // there (here if it is busy or gone).
-        if let Some(tx) = &self.encoder {
-            let _ = tx.try_send(EncodeMsg::Free(spent));
         }
         pause
     }
@@ -1915,9 +1910,7 @@ impl Writer {
         let helped = match &self.encoder {
             Some(tx) if events.len() >= PARALLEL_ENCODE => {
                 let (done_tx, done_rx) = sync_channel(1);
-                tx.send(EncodeMsg::Job(job.clone(), done_tx))
-                    .ok()
-                    .map(|_| done_rx)
+                tx.send((job.clone(), done_tx)).ok().map(|_| done_rx)
             }
             _ => None,
         };
