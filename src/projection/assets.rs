@@ -133,14 +133,15 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
         },
         _ => false,
     };
-    // A wipe of partitions newer than one of theirs changes what the asset shows.
+    // A wipe of partitions, and whether it is newer than one of theirs (only then does it
+    // change what the asset shows).
     let partitions_wiped = match &ev.body {
         EventBody::AssetWiped(w) if !w.partition_keys.is_empty() => {
             let mut newer = false;
             for p in &w.partition_keys {
                 newer |= super::partitions::wiped_at(txn, dep, id, p)?.is_none_or(|at| at < ts);
             }
-            newer.then_some(w.partition_keys.as_slice())
+            Some((w.partition_keys.as_slice(), newer))
         }
         _ => None,
     };
@@ -181,9 +182,11 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
                 r.wiped_at = Some((ts, seq));
                 return true;
             }
-            EventBody::AssetWiped(_) if partitions_wiped.is_some() => {
-                r.partitions_wiped_at = r.partitions_wiped_at.max(Some(ts));
-                return true;
+            EventBody::AssetWiped(_) => {
+                if let Some((_, newer)) = partitions_wiped {
+                    r.partitions_wiped_at = r.partitions_wiped_at.max(Some(ts));
+                    return newer;
+                }
             }
             _ => {}
         }
@@ -191,7 +194,7 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event, id: u64) -> Result<()> {
     })?;
     if wiped {
         let mut r = get(txn, dep, id)?.expect("written just above");
-        recount_after_wipe(txn, dep, &mut r, partitions_wiped.map(|p| (p, ts)))?;
+        recount_after_wipe(txn, dep, &mut r, partitions_wiped.map(|(p, _)| (p, ts)))?;
         put(txn, dep, r);
     }
     Ok(())
