@@ -51,6 +51,11 @@ fn dataset() -> Vec<Value> {
             json!({"id": format!("{run}-end"), "type": status, "timestamp": t + 4, "run_id": run}),
         );
     }
+    // Observations of two partitions of the orders table, outside any run.
+    for (i, part) in ["p1", "p3"].iter().enumerate() {
+        v.push(json!({"id": format!("obs-{part}"), "type": "ASSET_OBSERVATION", "timestamp": ts(500 + i as i64 * 100),
+            "asset_key": ["wh", "orders"], "partition": part}));
+    }
     // A later schema change and more row counts on the unpartitioned revenue table.
     for d in 0..5 {
         let mut cols = vec![
@@ -137,6 +142,8 @@ async fn queries_answer_the_ingested_facts() {
                        ... on FloatMetadataEntry { label floatValue } ... on TableColumnLineageMetadataEntry { label lineage { columnName columnDeps { assetKey columnName } } } } }
         lastRunId materializationCount
         materializations(partition: "p1", limit: 5) { events { partition runId } hasMore }
+        observationCount allObservations: observations { events { partition } }
+        p1Observations: observations(partition: "p1") { events { partition } hasMore }
         partitionStats { numKnown numMaterialized numFailed numMaterializing numPartitions numMissing }
         failed: partitions(status: FAILED) { partitions { partition status } }
         rowCounts { value } p1: rowCounts(partition: "p1") { value }
@@ -149,6 +156,16 @@ async fn queries_answer_the_ingested_facts() {
     } }"#;
     let a = &data(&server, t, q, json!({})).await["asset"];
     assert_eq!(a["definition"]["codeLocation"], "analytics");
+    // Observations newest first; of one partition, only its own.
+    assert_eq!(a["observationCount"], 2);
+    assert_eq!(
+        a["allObservations"]["events"],
+        json!([{"partition": "p3"}, {"partition": "p1"}])
+    );
+    assert_eq!(
+        a["p1Observations"],
+        json!({"events": [{"partition": "p1"}], "hasMore": false})
+    );
     assert_eq!(a["definition"]["partitionsType"], "STATIC");
     assert_eq!(
         a["definition"]["dependencyKeys"],
