@@ -11,8 +11,6 @@
 //! asset's latest attempt: there is no history of attempts per asset to take the one before
 //! from. The partitions' own status forgets them.)
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::keys::{self, K};
@@ -210,27 +208,9 @@ fn recount_after_wipe(
     r: &mut AssetRecord,
     wiping: Option<(&[String], i64)>,
 ) -> Result<()> {
-    let (id, wiped_at, partitions_wiped_at) = (r.id, r.wiped_at, r.partitions_wiped_at);
+    let (id, wiped_at) = (r.id, r.wiped_at);
     let visible = |e: &EventRef| wiped_at.is_none_or(|(t, _)| e.timestamp_us > t);
-    let mut partition_wipes: HashMap<String, Option<i64>> = HashMap::new();
-    let mut hidden_by_partition = |e: &EventRef| -> Result<bool> {
-        let may_hide = partitions_wiped_at.is_some_and(|t| e.timestamp_us <= t);
-        let Some(p) = e.partition.as_deref().filter(|_| may_hide) else {
-            return Ok(false);
-        };
-        let w = match partition_wipes.get(p) {
-            Some(w) => *w,
-            None => {
-                let mut w = super::partitions::wiped_at(txn, dep, id, p)?;
-                if let Some((_, at)) = wiping.filter(|(ps, _)| ps.iter().any(|x| x == p)) {
-                    w = w.max(Some(at));
-                }
-                partition_wipes.insert(p.to_string(), w);
-                w
-            }
-        };
-        Ok(w.is_some_and(|w| e.timestamp_us <= w))
-    };
+    let mut partition_wipes = super::partitions::PartitionWipes::new(dep, r, wiping);
     let mut after = |kind: u8| -> Result<(Option<EventRef>, u64)> {
         let prefix = K::new(kind, dep).u64(id);
         let (mut latest, mut count) = (None, 0);
@@ -243,7 +223,7 @@ fn recount_after_wipe(
                 run_id: e.run_id,
                 partition: e.partition,
             };
-            if !hidden_by_partition(&e)? {
+            if !partition_wipes.hides(txn, &e)? {
                 count += 1;
                 latest = Some(e);
             }

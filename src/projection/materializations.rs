@@ -116,9 +116,7 @@ pub fn history(
     }
     if let (Kind::Observations, Some(p)) = (kind, &q.partition) {
         // A partition that was wiped has a state (see `partitions::apply`).
-        if let Some(s) = super::partitions::state_of(rows, dep, asset.id, p)? {
-            wiped_at = wiped_at.max(s.wiped_at_us);
-        }
+        wiped_at = wiped_at.max(super::partitions::wiped_at(rows, dep, asset.id, p)?);
     }
     let prefix = match (kind, &q.partition) {
         (Kind::Materializations, Some(p)) => K::new(keys::PARTITION_MATERIALIZATIONS, dep)
@@ -173,27 +171,13 @@ pub fn history(
         // The asset's events of every partition, some of which a wipe of their partition
         // may hide.
         (_, None) if asset.partitions_wiped_at.is_some() => {
-            let mut wipes: std::collections::HashMap<String, Option<i64>> = Default::default();
+            let mut wipes = super::partitions::PartitionWipes::new(dep, &asset, None);
             let mut out = Vec::new();
             rows.walk(&lo, &hi, true, |k, v| {
                 let e = row(k, v)?;
-                if let Some(p) = e
-                    .partition
-                    .as_ref()
-                    .filter(|_| asset.partition_wipe_may_hide(e.timestamp_us))
-                {
-                    let w = match wipes.get(p) {
-                        Some(w) => *w,
-                        None => {
-                            let w = super::partitions::wiped_at(rows, dep, asset.id, p)?;
-                            *wipes.entry(p.clone()).or_insert(w)
-                        }
-                    };
-                    if w.is_some_and(|w| e.timestamp_us <= w) {
-                        return Ok(true);
-                    }
+                if !wipes.hides(rows, &e)? {
+                    out.push(e);
                 }
-                out.push(e);
                 Ok(out.len() < q.limit)
             })?;
             Ok(out)

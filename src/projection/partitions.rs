@@ -393,6 +393,52 @@ pub fn wiped_at(
     )
 }
 
+/// Which events of an asset's history a wipe of their partition hides, each partition's
+/// wipe read once. Only events at or before the asset's latest partition wipe can be.
+pub struct PartitionWipes<'a> {
+    dep: DeploymentId,
+    asset: u64,
+    latest: Option<i64>,
+    /// Partitions being wiped at a time, whose states do not say so yet.
+    wiping: Option<(&'a [String], i64)>,
+    known: std::collections::HashMap<String, Option<i64>>,
+}
+
+impl<'a> PartitionWipes<'a> {
+    pub fn new(
+        dep: DeploymentId,
+        asset: &super::assets::AssetRecord,
+        wiping: Option<(&'a [String], i64)>,
+    ) -> PartitionWipes<'a> {
+        PartitionWipes {
+            dep,
+            asset: asset.id,
+            latest: asset.partitions_wiped_at,
+            wiping,
+            known: Default::default(),
+        }
+    }
+
+    /// Does a wipe of its partition hide `e`?
+    pub fn hides(&mut self, rows: &impl Rows, e: &EventRef) -> Result<bool> {
+        let may_hide = self.latest.is_some_and(|t| e.timestamp_us <= t);
+        let Some(p) = e.partition.as_deref().filter(|_| may_hide) else {
+            return Ok(false);
+        };
+        let w = match self.known.get(p) {
+            Some(w) => *w,
+            None => {
+                let mut w = wiped_at(rows, self.dep, self.asset, p)?;
+                if let Some((_, at)) = self.wiping.filter(|(ps, _)| ps.iter().any(|x| x == p)) {
+                    w = w.max(Some(at));
+                }
+                *self.known.entry(p.to_string()).or_insert(w)
+            }
+        };
+        Ok(w.is_some_and(|w| e.timestamp_us <= w))
+    }
+}
+
 /// Partitions (key order) with the given status, after `cursor`.
 pub fn by_status(
     rows: &impl Rows,
