@@ -174,23 +174,6 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
     // The step row first: the run record counts new steps and steps' outcomes.
     let step = match &ev.body {
         EventBody::Step(s) => Some(apply_step(txn, dep, run_id, ev, s.kind)?),
-        EventBody::AssetMaterialization(_) => {
-            // Most runs that materialize have no step events: no step row to look for.
-            let has_steps = txn.read(&rk, |r: Option<&RunRecord>| {
-                r.is_some_and(|r| r.step_count > 0)
-            })?;
-            if let (Some(step), true) = (&ev.envelope.step_key, has_steps) {
-                txn.update(
-                    &step_key(dep, run_id, step),
-                    |st: &mut Option<StepStats>| {
-                        if let Some(st) = st {
-                            st.materializations += 1;
-                        }
-                    },
-                )?;
-            }
-            None
-        }
         _ => None,
     };
     // Only run events change tags (and with them the backfill id).
@@ -227,9 +210,24 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
             r.steps_failed += u64::from(step.kind == StepEventKind::Failure);
         }
         let backfill = r.backfill_id().map(str::to_string);
-        (before, (r.status, r.created_us, backfill))
+        (before, (r.status, r.created_us, backfill), r.step_count > 0)
     })?;
-    let (before, (status, created_us, backfill)) = change;
+    let (before, (status, created_us, backfill), has_steps) = change;
+    // A materialization counts on its step's row. Most runs that materialize have no step
+    // events, so no step row to look for (the record's count of steps, read in the same
+    // lookup as the update above, which does not change it for a materialization).
+    if let (EventBody::AssetMaterialization(_), Some(step), true) =
+        (&ev.body, &ev.envelope.step_key, has_steps)
+    {
+        txn.update(
+            &step_key(dep, run_id, step),
+            |st: &mut Option<StepStats>| {
+                if let Some(st) = st {
+                    st.materializations += 1;
+                }
+            },
+        )?;
+    }
     let (status_changed, created_changed) = match &before {
         Some((s, created, _)) => (*s != status, *created != created_us),
         None => (true, true),
