@@ -83,6 +83,9 @@ impl CheckExecution {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckSummary {
     pub definition: Option<CheckDefinition>,
+    /// `(timestamp, seq)` of the definitions event that `definition` comes from: an older
+    /// one arriving late changes nothing.
+    pub defined_at: Option<(i64, Seq)>,
     /// (timestamp, execution id, partition) of the latest execution, and of the latest
     /// completed one.
     pub latest: Option<(i64, Seq, Option<String>)>,
@@ -250,7 +253,11 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                 txn.update(
                     &summary_key(dep, asset, &c.name),
                     |s: &mut Option<CheckSummary>| {
-                        s.get_or_insert_with(CheckSummary::default).definition = Some(c.clone());
+                        let s = s.get_or_insert_with(CheckSummary::default);
+                        if s.defined_at.is_none_or(|at| (ts, seq) > at) {
+                            s.definition = Some(c.clone());
+                            s.defined_at = Some((ts, seq));
+                        }
                     },
                 )?;
             }

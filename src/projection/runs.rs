@@ -351,9 +351,11 @@ fn change_record(r: &mut RunRecord, seq: Seq, ev: &Event) {
                         r.status = next;
                         r.terminal_at = Some((ts, seq));
                         r.end_us = Some(ts);
-                        if next == RunStatus::Failure {
-                            r.failure_reason = run.failure_reason.clone();
-                        }
+                        // The reason is the standing terminal event's: none unless it failed.
+                        r.failure_reason = match next {
+                            RunStatus::Failure => run.failure_reason.clone(),
+                            _ => None,
+                        };
                     }
                 } else if r.terminal_at.is_none() && next > r.status {
                     r.status = next;

@@ -307,6 +307,36 @@ fn checks_resolve_against_their_runs() {
     assert_eq!(checks::of_asset(&rd, 1, &key("a")).unwrap().len(), 5);
 }
 
+/// A check's definition is the one of the newest definitions event that defines it: an
+/// older one arriving late changes nothing.
+#[test]
+fn a_late_older_definition_does_not_replace_a_checks_definition() {
+    let defs = |id: &str, ts: i64, description: &str, blocking: bool| {
+        json!({"id": id, "type": "DEFINITIONS", "timestamp": ts, "code_location": "loc",
+               "assets": [{"asset_key": "a"}],
+               "checks": [{"asset_key": "a", "name": "c", "description": description, "blocking": blocking}]})
+    };
+    for newest_first in [false, true] {
+        let (_d, log) = store();
+        let (old, new) = (defs("d1", 10, "v1", false), defs("d2", 20, "v2", true));
+        let order = if newest_first { [new, old] } else { [old, new] };
+        for ev in order {
+            append(&log, vec![ev]);
+        }
+        let rd = Reader::new(&log, 1);
+        let (name, summary) = checks::of_asset(&rd, 1, &key("a")).unwrap().remove(0);
+        let d = summary.definition.unwrap();
+        assert_eq!(
+            (name.as_str(), d.description.as_deref(), d.blocking),
+            ("c", Some("v2"), true),
+            "newest first: {newest_first}"
+        );
+        let live = dump(&log).unwrap();
+        rebuild(&log, |_, _| {}).unwrap();
+        assert_eq!(dump(&log).unwrap(), live);
+    }
+}
+
 #[test]
 fn lineage_from_definitions_and_columns() {
     let (_d, log) = store();
@@ -1502,6 +1532,41 @@ fn measurements_take_one_row_per_event() {
         "time range and limit apply to the series, not to the rows"
     );
     assert_eq!(schema::versions(&rd, 1, &key("db/t")).unwrap().len(), 1);
+}
+
+/// A run's failure reason is that of the terminal event that stands: a failure that a later
+/// cancellation overrides leaves no reason behind, whichever of the two arrives first.
+#[test]
+fn a_failure_reason_goes_with_the_terminal_status_that_stands() {
+    let failed = |id: &str, run: &str, ts: i64| {
+        let mut v = run_ev(id, "RUN_FAILURE", run, ts);
+        v["failure_reason"] = json!("STEP_FAILURE");
+        v
+    };
+    let (_d, log) = store();
+    append(&log, vec![failed("f1", "a", 40)]);
+    append(&log, vec![run_ev("c1", "RUN_CANCELED", "a", 50)]);
+    append(&log, vec![run_ev("c2", "RUN_CANCELED", "b", 50)]);
+    append(&log, vec![failed("f2", "b", 40)]);
+    append(&log, vec![run_ev("c3", "RUN_CANCELED", "c", 30)]);
+    append(&log, vec![failed("f3", "c", 40)]);
+    let rd = Reader::new(&log, 1);
+    for run in ["a", "b"] {
+        let r = runs::get(&rd, 1, run).unwrap().unwrap();
+        assert_eq!(
+            (r.status, r.failure_reason.as_deref()),
+            (runs::RunStatus::Canceled, None),
+            "run {run}"
+        );
+    }
+    let c = runs::get(&rd, 1, "c").unwrap().unwrap();
+    assert_eq!(
+        (c.status, c.failure_reason.as_deref()),
+        (runs::RunStatus::Failure, Some("STEP_FAILURE"))
+    );
+    let live = dump(&log).unwrap();
+    rebuild(&log, |_, _| {}).unwrap();
+    assert_eq!(dump(&log).unwrap(), live);
 }
 
 /// Steps are rows of their own: a run with many steps keeps a small record.
