@@ -1,5 +1,6 @@
 //! Backfills: the record as created and updated (the status of the latest update by
-//! `(timestamp, seq)` stands), and progress from the runs tagged `dagster/backfill`.
+//! `(timestamp, seq)` stands), and progress from the runs tagged `dagster/backfill` (a run
+//! counts for its partition, or for each partition of the range it covers).
 
 use std::collections::BTreeMap;
 
@@ -118,13 +119,36 @@ pub struct Progress {
     pub partitions: BTreeMap<String, &'static str>,
 }
 
+/// A run covers the partition of its `dagster/partition` tag or, for a run of a range of
+/// partitions (`dagster/asset_partition_range_start` and `_end`, as a single-run backfill
+/// tags it), every one of `names` from the first to the last, both included.
+fn run_partitions<'a>(r: &'a super::runs::RunRecord, names: &'a [String]) -> Vec<&'a str> {
+    if let Some(p) = r.partition() {
+        return vec![p];
+    }
+    let tag = |t: &str| r.tags.get(t).map(String::as_str);
+    let at = |p: Option<&str>| p.and_then(|p| names.iter().position(|n| n == p));
+    match (
+        at(tag("dagster/asset_partition_range_start")),
+        at(tag("dagster/asset_partition_range_end")),
+    ) {
+        (Some(first), Some(last)) if first <= last => {
+            names[first..=last].iter().map(String::as_str).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
 pub fn progress(rows: &impl Rows, dep: DeploymentId, id: &str) -> Result<Progress> {
     let mut p = Progress::default();
+    let names = get(rows, dep, id)?
+        .map(|b| b.partition_names)
+        .unwrap_or_default();
     let mut latest: BTreeMap<String, (i64, RunStatus)> = BTreeMap::new();
     for run in run_ids(rows, dep, id)? {
         if let Some(r) = super::runs::get(rows, dep, &run)? {
             *p.runs_by_status.entry(r.status.as_str()).or_default() += 1;
-            if let Some(part) = r.partition() {
+            for part in run_partitions(&r, &names) {
                 let e = latest
                     .entry(part.to_string())
                     .or_insert((r.created_us, r.status));

@@ -781,6 +781,34 @@ fn backfill_progress_from_tagged_runs() {
     assert_eq!(r.len(), 2);
 }
 
+/// A single-run backfill's run covers a range of partitions: it counts for each of them
+/// (and only them), by their order in the backfill's partition names.
+#[test]
+fn a_run_of_a_partition_range_counts_for_each_partition_of_it() {
+    let (_d, log) = store();
+    let range = |id: &str, run: &str, first: &str, last: &str| {
+        json!({"id": id, "type": "RUN_START", "timestamp": 2, "run_id": run,
+        "tags": {"dagster/backfill": "bf", "dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}})
+    };
+    append(
+        &log,
+        vec![
+            json!({"id": "b", "type": "BACKFILL_CREATED", "timestamp": 1, "backfill_id": "bf", "partition_names": ["p1", "p2", "p3", "p4"]}),
+            range("1", "r1", "p2", "p3"),
+            run_ev("2", "RUN_SUCCESS", "r1", 3),
+            range("3", "r2", "p4", "p1"),
+        ],
+    );
+    let rd = Reader::new(&log, 1);
+    let p = backfills::progress(&rd, 1, "bf").unwrap();
+    assert_eq!(
+        p.partitions.into_iter().collect::<Vec<_>>(),
+        vec![("p2".to_string(), "SUCCESS"), ("p3".to_string(), "SUCCESS")],
+        "p1 and p4 are not covered (a range whose end comes before its start covers none)"
+    );
+    assert_eq!(p.runs_by_status.get("STARTED"), Some(&1));
+}
+
 #[test]
 fn views_of_another_version_are_rebuilt_at_open() {
     let dir = tempfile::tempdir().unwrap();
