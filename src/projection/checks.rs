@@ -124,6 +124,44 @@ fn by_run_key(
         .build()
 }
 
+fn by_time_prefix(dep: DeploymentId, asset: u64, check: &str) -> K {
+    K::new(keys::CHECK_EXECUTION_BY_TIME, dep)
+        .u64(asset)
+        .str(check)
+}
+
+fn by_time_key(dep: DeploymentId, asset: u64, check: &str, e: &CheckExecution) -> Vec<u8> {
+    by_time_prefix(dep, asset, check)
+        .time(e.timestamp_us)
+        .u64(e.id)
+        .str(e.partition.as_deref().unwrap_or(""))
+        .build()
+}
+
+/// Write execution `e`, and its row in the by-time index: moved if its time grew from
+/// `before` (the time it was stored with, if it was).
+fn put_execution(
+    txn: &mut Txn<'_>,
+    dep: DeploymentId,
+    asset: u64,
+    check: &str,
+    e: &CheckExecution,
+    before: Option<i64>,
+) {
+    if let Some(t) = before.filter(|t| *t != e.timestamp_us) {
+        let old = CheckExecution {
+            timestamp_us: t,
+            ..e.clone()
+        };
+        txn.delete(by_time_key(dep, asset, check, &old));
+    }
+    txn.put(by_time_key(dep, asset, check, e), Vec::new());
+    txn.put(
+        exec_key(dep, asset, check, e.id, e.partition.as_deref()),
+        enc(e),
+    );
+}
+
 fn summary_key(dep: DeploymentId, asset: u64, check: &str) -> Vec<u8> {
     K::new(keys::CHECK, dep).u64(asset).str(check).build()
 }
@@ -170,8 +208,9 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                     // The evaluation came first: it stands; the execution's time grows.
                     let ek = exec_key(dep, asset, &p.check_name, id, part);
                     if let Some(mut e) = txn.get_as::<CheckExecution>(&ek)? {
+                        let before = e.timestamp_us;
                         e.timestamp_us = e.timestamp_us.max(ts);
-                        txn.put(ek, enc(&e));
+                        put_execution(txn, dep, asset, &p.check_name, &e, Some(before));
                         touch_summary(
                             txn,
                             dep,
@@ -185,7 +224,7 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                 }
                 let e = CheckExecution::new(seq, Some(run), part, StoredStatus::Planned, ts);
                 txn.put(rk, seq.to_be_bytes().to_vec());
-                txn.put(exec_key(dep, asset, &p.check_name, seq, part), enc(&e));
+                put_execution(txn, dep, asset, &p.check_name, &e, None);
                 touch_summary(txn, dep, asset, &p.check_name, &e, false)?;
             }
         }
@@ -208,20 +247,21 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                     .map(|v| keys::tail_u64(&v)),
                 None => None,
             };
-            let mut e = match existing {
-                Some(id) => txn
-                    .get_as::<CheckExecution>(&exec_key(
-                        dep,
-                        asset,
-                        &c.check_name,
-                        id,
-                        c.partition.as_deref(),
-                    ))?
-                    .unwrap_or_else(|| {
-                        CheckExecution::new(id, run, c.partition.as_deref(), status, ts)
-                    }),
-                None => CheckExecution::new(seq, run, c.partition.as_deref(), status, ts),
+            let stored = match existing {
+                Some(id) => txn.get_as::<CheckExecution>(&exec_key(
+                    dep,
+                    asset,
+                    &c.check_name,
+                    id,
+                    c.partition.as_deref(),
+                ))?,
+                None => None,
             };
+            let before = stored.as_ref().map(|e| e.timestamp_us);
+            let mut e = stored.unwrap_or_else(|| {
+                let id = existing.unwrap_or(seq);
+                CheckExecution::new(id, run, c.partition.as_deref(), status, ts)
+            });
             // Of two evaluations for one execution, the later (timestamp, seq) stands.
             let newer = match (e.evaluated_us, e.evaluation_seq) {
                 (Some(t), Some(s)) => (ts, seq) > (t, s),
@@ -241,10 +281,7 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                     e.id.to_be_bytes().to_vec(),
                 );
             }
-            txn.put(
-                exec_key(dep, asset, &c.check_name, e.id, e.partition.as_deref()),
-                enc(&e),
-            );
+            put_execution(txn, dep, asset, &c.check_name, &e, before);
             touch_summary(txn, dep, asset, &c.check_name, &e, true)?;
         }
         EventBody::Definitions(d) => {
@@ -287,7 +324,9 @@ pub fn resolve(rows: &impl Rows, dep: DeploymentId, e: &CheckExecution) -> Resul
     })
 }
 
-/// Executions of a check, newest first (by execution id), before `cursor`.
+/// Executions of a check, newest first by `(timestamp, id)` (the order [`latest`] picks
+/// by: an execution's time is that of its latest event), after the execution `cursor` (an
+/// execution id, from the previous page).
 pub fn history(
     rows: &impl Rows,
     dep: DeploymentId,
@@ -299,21 +338,40 @@ pub fn history(
     let Some(asset) = super::asset_id(rows, dep, key)? else {
         return Ok(Vec::new());
     };
-    let prefix = K::new(keys::CHECK_EXECUTION, dep)
-        .u64(asset)
-        .str(check)
-        .build();
+    let prefix = by_time_prefix(dep, asset, check).build();
     let hi = match cursor {
-        Some(c) => K::new(keys::CHECK_EXECUTION, dep)
-            .u64(asset)
-            .str(check)
-            .u64(c)
-            .build(),
+        // Before the cursor's own row (and its other partitions' at that time).
+        Some(id) => {
+            let at = K::new(keys::CHECK_EXECUTION, dep)
+                .u64(asset)
+                .str(check)
+                .u64(id)
+                .build();
+            match rows.scan_prefix(&at, false, 1)?.first() {
+                Some((_, v)) => {
+                    let e: CheckExecution = super::dec(v)?;
+                    by_time_prefix(dep, asset, check)
+                        .time(e.timestamp_us)
+                        .u64(id)
+                        .build()
+                }
+                None => return Ok(Vec::new()),
+            }
+        }
         None => keys::end_of(&prefix),
     };
     rows.scan(&prefix, &hi, true, limit)?
         .iter()
-        .map(|(_, v)| super::dec(v))
+        .map(|(k, _)| {
+            let id_at = prefix.len() + 8;
+            let id = keys::tail_u64(k.get(..id_at + 8).unwrap_or_default());
+            let part = keys::str_at(k, id_at + 8).unwrap_or_default();
+            rows.get_as(&exec_key(dep, asset, check, id, Some(part)))?
+                .ok_or_else(|| crate::log::Error::Corrupt {
+                    location: "check execution index".into(),
+                    reason: format!("no execution {id} of check {check}"),
+                })
+        })
         .collect()
 }
 

@@ -35,6 +35,7 @@
 //! | 0x60 | asset id, check name | `checks::CheckSummary` |
 //! | 0x61 | asset id, check name, execution id, partition | `checks::CheckExecution` |
 //! | 0x62 | asset id, check name, run id, partition | execution id |
+//! | 0x63 | asset id, check name, timestamp, execution id, partition | empty: executions by their latest time |
 //! | 0x70 | backfill id | `backfills::BackfillRecord` |
 //! | 0x71 | backfill id, run id | empty |
 
@@ -70,6 +71,7 @@ pub const RUN_STEP: u8 = 0x53;
 pub const CHECK: u8 = 0x60;
 pub const CHECK_EXECUTION: u8 = 0x61;
 pub const CHECK_EXECUTION_BY_RUN: u8 = 0x62;
+pub const CHECK_EXECUTION_BY_TIME: u8 = 0x63;
 pub const BACKFILL: u8 = 0x70;
 pub const BACKFILL_RUNS: u8 = 0x71;
 

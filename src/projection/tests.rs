@@ -307,6 +307,64 @@ fn checks_resolve_against_their_runs() {
     assert_eq!(checks::of_asset(&rd, 1, &key("a")).unwrap().len(), 5);
 }
 
+/// A check's history is newest first by the time of each execution's latest event, the
+/// order `latest` picks by, whatever order the events arrive in; the cursor pages through it.
+#[test]
+fn a_checks_history_is_ordered_by_time_whatever_the_arrival_order() {
+    let plan = |id: &str, run: &str, ts: i64| json!({"id": id, "type": "ASSET_CHECK_EVALUATION_PLANNED", "timestamp": ts, "run_id": run, "asset_key": "a", "check_name": "c"});
+    let eval = |id: &str, run: &str, ts: i64| json!({"id": id, "type": "ASSET_CHECK_EVALUATION", "timestamp": ts, "run_id": run, "asset_key": "a", "check_name": "c", "passed": true});
+    let in_order = vec![
+        plan("p1", "r1", 1),
+        eval("e1", "r1", 2),
+        plan("p2", "r2", 3),
+        eval("e2", "r2", 4),
+        plan("p3", "r3", 5),
+    ];
+    let late = vec![
+        plan("p3", "r3", 5),
+        plan("p2", "r2", 3),
+        eval("e2", "r2", 4),
+        eval("e1", "r1", 2),
+        plan("p1", "r1", 1),
+    ];
+    for events in [in_order, late] {
+        let (_d, log) = store();
+        for ev in events {
+            append(&log, vec![ev]);
+        }
+        let rd = Reader::new(&log, 1);
+        let history = checks::history(&rd, 1, &key("a"), "c", None, 10).unwrap();
+        let runs = |h: &[checks::CheckExecution]| {
+            h.iter()
+                .map(|e| e.run_id.clone().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(runs(&history), ["r3", "r2", "r1"]);
+        assert_eq!(
+            history
+                .iter()
+                .map(|e| e.timestamp_us / 1_000_000)
+                .collect::<Vec<_>>(),
+            [5, 4, 2]
+        );
+        let latest = checks::latest(&rd, 1, &key("a"), "c").unwrap().unwrap();
+        assert_eq!(latest, history[0]);
+        // Two pages of one and two.
+        let first = checks::history(&rd, 1, &key("a"), "c", None, 1).unwrap();
+        let rest = checks::history(&rd, 1, &key("a"), "c", Some(first[0].id), 10).unwrap();
+        assert_eq!(
+            (runs(&first), runs(&rest)),
+            (
+                vec!["r3".to_string()],
+                vec!["r2".to_string(), "r1".to_string()]
+            )
+        );
+        let live = dump(&log).unwrap();
+        rebuild(&log, |_, _| {}).unwrap();
+        assert_eq!(dump(&log).unwrap(), live);
+    }
+}
+
 /// A check's definition is the one of the newest definitions event that defines it: an
 /// older one arriving late changes nothing.
 #[test]
