@@ -1028,8 +1028,12 @@ pub(crate) fn to_events(ops: &[Op]) -> Vec<Value> {
             let id = format!("e{i}");
             let asset = |a: &u8| format!("a{a}");
             match op {
-                Op::Run { run, kind } => json!({"id": id, "type": kind, "timestamp": ts, "run_id": format!("r{run}"),
-                    "tags": {"dagster/backfill": format!("b{}", run % 2)}}),
+                Op::Run { run, kind } => {
+                    let mut v = json!({"id": id, "type": kind, "timestamp": ts, "run_id": format!("r{run}"),
+                        "tags": {"dagster/backfill": format!("b{}", run % 2)}});
+                    if *kind == "RUN_FAILURE" { v["failure_reason"] = json!("STEP_FAILURE"); }
+                    v
+                }
                 Op::Mat { asset: a, partition, run, rows } => {
                     let mut v = json!({"id": id, "type": "ASSET_MATERIALIZATION", "timestamp": ts, "asset_key": asset(a),
                         "metadata": {"dagster/row_count": rows, "dagster/column_schema": {"type": "table_schema", "columns": [{"name": format!("c{}", rows % 3)}]}}});
@@ -1064,8 +1068,8 @@ fn observe(log: &Log) -> BTreeMap<String, String> {
             out.insert(
                 format!("run r{r}"),
                 format!(
-                    "{:?} start {:?} end {:?}",
-                    run.status, run.start_us, run.end_us
+                    "{:?} start {:?} end {:?} reason {:?}",
+                    run.status, run.start_us, run.end_us, run.failure_reason
                 ),
             );
         }
@@ -1340,7 +1344,12 @@ fn model(values: &[Value]) -> BTreeMap<String, String> {
         out.insert(format!("counts {name}"), format!("{counts:?}"));
     }
     for (run, s) in status_of {
-        out.insert(format!("run {run}"), s.to_string());
+        // Only a failure that stands keeps its reason.
+        let reason = match s {
+            "Failure" => "Some(\"STEP_FAILURE\")",
+            _ => "None",
+        };
+        out.insert(format!("run {run}"), format!("{s} reason {reason}"));
     }
     out
 }
@@ -1351,7 +1360,9 @@ fn comparable(observed: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         .iter()
         .filter_map(|(k, v)| {
             if k.starts_with("run ") {
-                Some((k.clone(), v.split(' ').next().unwrap().to_string()))
+                let status = v.split(' ').next().unwrap();
+                let reason = v.split(" reason ").nth(1).unwrap();
+                Some((k.clone(), format!("{status} reason {reason}")))
             } else if k.starts_with("asset ") {
                 let parts: Vec<&str> = v.split(' ').collect();
                 let latest = v
