@@ -241,8 +241,18 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
             txn.delete(time_key(dep, *created, run_id));
         }
     }
-    // A record that other events create has no tags, so no backfill id either.
-    if run_event && before.as_ref().and_then(|b| b.2.as_deref()) != backfill.as_deref() {
+    // A record that other events create has no tags, so no backfill id either. A run whose
+    // backfill tag changes leaves the old backfill's runs.
+    let old_backfill = before.as_ref().and_then(|b| b.2.as_deref());
+    if run_event && old_backfill != backfill.as_deref() {
+        if let Some(old) = old_backfill {
+            txn.delete(
+                K::new(keys::BACKFILL_RUNS, dep)
+                    .str(old)
+                    .str(run_id)
+                    .build(),
+            );
+        }
         if let Some(b) = &backfill {
             txn.put(
                 K::new(keys::BACKFILL_RUNS, dep).str(b).str(run_id).build(),

@@ -839,6 +839,27 @@ fn backfill_progress_from_tagged_runs() {
     assert_eq!(r.len(), 2);
 }
 
+/// A run counts in the backfill of its current `dagster/backfill` tag only.
+#[test]
+fn a_run_whose_backfill_tag_changes_leaves_the_old_backfill() {
+    let (_d, log) = store();
+    let tagged = |id: &str, t: &str, ts: i64, bf: &str| json!({"id": id, "type": t, "timestamp": ts, "run_id": "r", "tags": {"dagster/backfill": bf}});
+    append(&log, vec![tagged("1", "RUN_ENQUEUED", 1, "b1")]);
+    append(&log, vec![tagged("2", "RUN_START", 2, "b2")]);
+    let rd = Reader::new(&log, 1);
+    assert_eq!(
+        backfills::run_ids(&rd, 1, "b1").unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        backfills::run_ids(&rd, 1, "b2").unwrap(),
+        vec!["r".to_string()]
+    );
+    let live = dump(&log).unwrap();
+    rebuild(&log, |_, _| {}).unwrap();
+    assert_eq!(dump(&log).unwrap(), live);
+}
+
 /// A single-run backfill's run covers a range of partitions: it counts for each of them
 /// (and only them), by their order in the backfill's partition names.
 #[test]
