@@ -83,13 +83,23 @@ impl CheckExecution {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckSummary {
     pub definition: Option<CheckDefinition>,
-    /// `(timestamp, seq)` of the definitions event that `definition` comes from: an older
-    /// one arriving late changes nothing.
+    /// `(timestamp, seq)` of the definitions event that `definition` comes from (or that
+    /// dropped it): an older one arriving late changes nothing.
     pub defined_at: Option<(i64, Seq)>,
+    /// The code location that defines the check.
+    pub defined_by: Option<String>,
     /// (timestamp, execution id, partition) of the latest execution, and of the latest
     /// completed one.
     pub latest: Option<(i64, Seq, Option<String>)>,
     pub latest_completed: Option<(i64, Seq, Option<String>)>,
+}
+
+/// The checks a code location's latest definitions event defined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckLocation {
+    pub defined_at: (i64, Seq),
+    /// `(asset id, check name)`.
+    pub checks: Vec<(u64, String)>,
 }
 
 /// Executions are keyed by the creating event's seq and the partition (one planned event
@@ -285,8 +295,17 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
             touch_summary(txn, dep, asset, &c.check_name, &e, true)?;
         }
         EventBody::Definitions(d) => {
+            let lkey = K::new(keys::CHECK_LOCATION, dep)
+                .str(&d.code_location)
+                .build();
+            let old: Option<CheckLocation> = txn.get_as(&lkey)?;
+            if old.as_ref().is_some_and(|o| o.defined_at > (ts, seq)) {
+                return Ok(()); // an older definition arriving late changes nothing
+            }
+            let mut defined = Vec::with_capacity(d.checks.len());
             for c in &d.checks {
                 let asset = intern(txn, dep, &c.asset_key)?;
+                defined.push((asset, c.name.clone()));
                 txn.update(
                     &summary_key(dep, asset, &c.name),
                     |s: &mut Option<CheckSummary>| {
@@ -294,10 +313,42 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                         if s.defined_at.is_none_or(|at| (ts, seq) > at) {
                             s.definition = Some(c.clone());
                             s.defined_at = Some((ts, seq));
+                            s.defined_by = Some(d.code_location.clone());
                         }
                     },
                 )?;
             }
+            // Checks the location defined before and no longer does lose their definition
+            // (a check with no execution is gone).
+            for (asset, name) in old.map(|o| o.checks).unwrap_or_default() {
+                if defined.contains(&(asset, name.clone())) {
+                    continue;
+                }
+                let skey = summary_key(dep, asset, &name);
+                let Some(mut s) = txn.get_as::<CheckSummary>(&skey)? else {
+                    continue;
+                };
+                if s.defined_by.as_deref() != Some(d.code_location.as_str())
+                    || s.defined_at.is_some_and(|at| at > (ts, seq))
+                {
+                    continue;
+                }
+                if s.latest.is_none() {
+                    txn.delete(skey);
+                } else {
+                    s.definition = None;
+                    s.defined_by = None;
+                    s.defined_at = Some((ts, seq));
+                    txn.put(skey, enc(&s));
+                }
+            }
+            txn.put(
+                lkey,
+                enc(&CheckLocation {
+                    defined_at: (ts, seq),
+                    checks: defined,
+                }),
+            );
         }
         _ => {}
     }

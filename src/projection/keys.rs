@@ -36,6 +36,7 @@
 //! | 0x61 | asset id, check name, execution id, partition | `checks::CheckExecution` |
 //! | 0x62 | asset id, check name, run id, partition | execution id |
 //! | 0x63 | asset id, check name, timestamp, execution id, partition | empty: executions by their latest time |
+//! | 0x64 | code location | `checks::CheckLocation`: the checks it last defined |
 //! | 0x70 | backfill id | `backfills::BackfillRecord` |
 //! | 0x71 | backfill id, run id | empty |
 
@@ -72,6 +73,7 @@ pub const CHECK: u8 = 0x60;
 pub const CHECK_EXECUTION: u8 = 0x61;
 pub const CHECK_EXECUTION_BY_RUN: u8 = 0x62;
 pub const CHECK_EXECUTION_BY_TIME: u8 = 0x63;
+pub const CHECK_LOCATION: u8 = 0x64;
 pub const BACKFILL: u8 = 0x70;
 pub const BACKFILL_RUNS: u8 = 0x71;
 

@@ -395,6 +395,44 @@ fn a_late_older_definition_does_not_replace_a_checks_definition() {
     }
 }
 
+/// A check that its location's newer definitions event no longer defines loses its
+/// definition (and is gone if it never ran), whatever order the two events arrive in.
+#[test]
+fn a_check_dropped_by_a_newer_definition_loses_its_definition() {
+    let defs = |id: &str, ts: i64, checks: &[&str]| {
+        json!({"id": id, "type": "DEFINITIONS", "timestamp": ts, "code_location": "loc",
+               "assets": [{"asset_key": "a"}],
+               "checks": checks.iter().map(|c| json!({"asset_key": "a", "name": c})).collect::<Vec<_>>()})
+    };
+    let eval = json!({"id": "e", "type": "ASSET_CHECK_EVALUATION", "timestamp": 5, "asset_key": "a", "check_name": "ran", "passed": true});
+    for newest_first in [false, true] {
+        let (_d, log) = store();
+        let (old, new) = (
+            defs("d1", 10, &["kept", "ran", "idle"]),
+            defs("d2", 20, &["kept"]),
+        );
+        let order = if newest_first { [new, old] } else { [old, new] };
+        append(&log, vec![eval.clone()]);
+        for ev in order {
+            append(&log, vec![ev]);
+        }
+        let rd = Reader::new(&log, 1);
+        let checks: Vec<(String, bool)> = checks::of_asset(&rd, 1, &key("a"))
+            .unwrap()
+            .into_iter()
+            .map(|(name, s)| (name, s.definition.is_some()))
+            .collect();
+        assert_eq!(
+            checks,
+            [("kept".to_string(), true), ("ran".to_string(), false)],
+            "newest first: {newest_first}"
+        );
+        let live = dump(&log).unwrap();
+        rebuild(&log, |_, _| {}).unwrap();
+        assert_eq!(dump(&log).unwrap(), live);
+    }
+}
+
 #[test]
 fn lineage_from_definitions_and_columns() {
     let (_d, log) = store();
