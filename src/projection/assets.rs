@@ -25,6 +25,9 @@ pub struct AssetRecord {
     pub key: AssetKey,
     /// The definition, and the code location that defines it.
     pub definition: Option<(String, AssetDefinition)>,
+    /// `(timestamp, seq)` of the definitions event the definition comes from: an older one
+    /// (from another code location, say the one the asset moved from) changes nothing.
+    pub defined_at: Option<(i64, Seq)>,
     pub latest_materialization: Option<EventRef>,
     pub latest_observation: Option<EventRef>,
     pub latest_planned: Option<EventRef>,
@@ -45,6 +48,7 @@ impl AssetRecord {
             id,
             key,
             definition: None,
+            defined_at: None,
             latest_materialization: None,
             latest_observation: None,
             latest_planned: None,

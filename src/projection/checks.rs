@@ -83,8 +83,8 @@ impl CheckExecution {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckSummary {
     pub definition: Option<CheckDefinition>,
-    /// `(timestamp, seq)` of the definitions event that `definition` comes from (or that
-    /// dropped it): an older one arriving late changes nothing.
+    /// `(timestamp, seq)` of the definitions event that `definition` comes from: an older
+    /// one arriving late changes nothing.
     pub defined_at: Option<(i64, Seq)>,
     /// The code location that defines the check.
     pub defined_by: Option<String>,
@@ -336,9 +336,10 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
                 if s.latest.is_none() {
                     txn.delete(skey);
                 } else {
+                    // No time kept: another location may define it, whenever.
                     s.definition = None;
                     s.defined_by = None;
-                    s.defined_at = Some((ts, seq));
+                    s.defined_at = None;
                     txn.put(skey, enc(&s));
                 }
             }

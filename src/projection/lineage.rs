@@ -54,7 +54,9 @@ pub fn apply_definitions(txn: &mut Txn<'_>, seq: Seq, ev: &Event, d: &Definition
                     .as_ref()
                     .is_some_and(|(l, _)| l == &d.code_location)
                 {
+                    // No time kept: another location may define it, whenever.
                     r.definition = None;
+                    r.defined_at = None;
                     super::assets::put(txn, dep, r);
                 }
             }
@@ -63,7 +65,10 @@ pub fn apply_definitions(txn: &mut Txn<'_>, seq: Seq, ev: &Event, d: &Definition
     let mut ids = Vec::with_capacity(d.assets.len());
     for def in &d.assets {
         let mut r = super::assets::get_or_create(txn, dep, &def.asset_key, seq)?;
-        r.definition = Some((d.code_location.clone(), def.clone()));
+        if r.defined_at.is_none_or(|at| (ts, seq) > at) {
+            r.definition = Some((d.code_location.clone(), def.clone()));
+            r.defined_at = Some((ts, seq));
+        }
         let id = r.id;
         super::assets::put(txn, dep, r);
         ids.push(id);

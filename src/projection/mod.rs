@@ -58,7 +58,7 @@ use crate::log::{self, cf, Log, LogOptions, Projector, Txn, Value};
 use keys::K;
 
 /// Bump when a view's rows change meaning or layout: stores with other versions rebuild.
-pub const VIEWS_VERSION: u32 = 8;
+pub const VIEWS_VERSION: u32 = 9;
 
 /// Codec byte of every view value.
 pub const VIEW_V1: u8 = 0x01;

@@ -433,6 +433,35 @@ fn a_check_dropped_by_a_newer_definition_loses_its_definition() {
     }
 }
 
+/// An asset that moves to another code location keeps the newer location's definition when
+/// the old location's older definitions event arrives late.
+#[test]
+fn an_asset_moved_between_locations_keeps_the_newer_definition() {
+    let defs = |id: &str, ts: i64, location: &str| {
+        json!({"id": id, "type": "DEFINITIONS", "timestamp": ts, "code_location": location,
+               "assets": [{"asset_key": "x", "group_name": location}]})
+    };
+    for newest_first in [false, true] {
+        let (_d, log) = store();
+        let (old, new) = (defs("d1", 10, "l1"), defs("d2", 20, "l2"));
+        let order = if newest_first { [new, old] } else { [old, new] };
+        for ev in order {
+            append(&log, vec![ev]);
+        }
+        let rd = Reader::new(&log, 1);
+        let r = assets::by_key(&rd, 1, &key("x")).unwrap().unwrap();
+        let (location, d) = r.definition.unwrap();
+        assert_eq!(
+            (location.as_str(), d.group_name.as_deref()),
+            ("l2", Some("l2")),
+            "newest first: {newest_first}"
+        );
+        let live = dump(&log).unwrap();
+        rebuild(&log, |_, _| {}).unwrap();
+        assert_eq!(dump(&log).unwrap(), live);
+    }
+}
+
 #[test]
 fn lineage_from_definitions_and_columns() {
     let (_d, log) = store();
