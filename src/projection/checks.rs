@@ -140,9 +140,10 @@ fn by_time_prefix(dep: DeploymentId, asset: u64, check: &str) -> K {
         .str(check)
 }
 
-fn by_time_key(dep: DeploymentId, asset: u64, check: &str, e: &CheckExecution) -> Vec<u8> {
+/// Execution `e`'s row in the by-time index, at time `at`.
+fn by_time_key(dep: DeploymentId, asset: u64, check: &str, e: &CheckExecution, at: i64) -> Vec<u8> {
     by_time_prefix(dep, asset, check)
-        .time(e.timestamp_us)
+        .time(at)
         .u64(e.id)
         .str(e.partition.as_deref().unwrap_or(""))
         .build()
@@ -159,13 +160,12 @@ fn put_execution(
     before: Option<i64>,
 ) {
     if let Some(t) = before.filter(|t| *t != e.timestamp_us) {
-        let old = CheckExecution {
-            timestamp_us: t,
-            ..e.clone()
-        };
-        txn.delete(by_time_key(dep, asset, check, &old));
+        txn.delete(by_time_key(dep, asset, check, e, t));
     }
-    txn.put(by_time_key(dep, asset, check, e), Vec::new());
+    txn.put(
+        by_time_key(dep, asset, check, e, e.timestamp_us),
+        Vec::new(),
+    );
     txn.put(
         exec_key(dep, asset, check, e.id, e.partition.as_deref()),
         enc(e),
@@ -302,7 +302,7 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
             if old.as_ref().is_some_and(|o| o.defined_at > (ts, seq)) {
                 return Ok(()); // an older definition arriving late changes nothing
             }
-            let mut defined = Vec::with_capacity(d.checks.len());
+            let mut defined: Vec<(u64, String)> = Vec::with_capacity(d.checks.len());
             for c in &d.checks {
                 let asset = intern(txn, dep, &c.asset_key)?;
                 defined.push((asset, c.name.clone()));
@@ -320,8 +320,10 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
             }
             // Checks the location defined before and no longer does lose their definition
             // (a check with no execution is gone).
+            let still: std::collections::HashSet<(u64, &str)> =
+                defined.iter().map(|(a, n)| (*a, n.as_str())).collect();
             for (asset, name) in old.map(|o| o.checks).unwrap_or_default() {
-                if defined.contains(&(asset, name.clone())) {
+                if still.contains(&(asset, name.as_str())) {
                     continue;
                 }
                 let skey = summary_key(dep, asset, &name);
