@@ -25,6 +25,17 @@ fn append(log: &Log, values: Vec<Value>) {
     log.append_blocking(events(values)).unwrap();
 }
 
+/// A rebuild gives back exactly the live views.
+fn assert_rebuild_is_live(log: &Log) {
+    let live = dump(log).unwrap();
+    rebuild(log, |_, _| {}).unwrap();
+    assert_eq!(
+        dump(log).unwrap(),
+        live,
+        "rebuilt views differ from live views"
+    );
+}
+
 fn key(s: &str) -> AssetKey {
     AssetKey(s.split('/').map(str::to_string).collect())
 }
@@ -359,9 +370,7 @@ fn a_checks_history_is_ordered_by_time_whatever_the_arrival_order() {
                 vec!["r2".to_string(), "r1".to_string()]
             )
         );
-        let live = dump(&log).unwrap();
-        rebuild(&log, |_, _| {}).unwrap();
-        assert_eq!(dump(&log).unwrap(), live);
+        assert_rebuild_is_live(&log);
     }
 }
 
@@ -389,9 +398,7 @@ fn a_late_older_definition_does_not_replace_a_checks_definition() {
             ("c", Some("v2"), true),
             "newest first: {newest_first}"
         );
-        let live = dump(&log).unwrap();
-        rebuild(&log, |_, _| {}).unwrap();
-        assert_eq!(dump(&log).unwrap(), live);
+        assert_rebuild_is_live(&log);
     }
 }
 
@@ -427,9 +434,7 @@ fn a_check_dropped_by_a_newer_definition_loses_its_definition() {
             [("kept".to_string(), true), ("ran".to_string(), false)],
             "newest first: {newest_first}"
         );
-        let live = dump(&log).unwrap();
-        rebuild(&log, |_, _| {}).unwrap();
-        assert_eq!(dump(&log).unwrap(), live);
+        assert_rebuild_is_live(&log);
     }
 }
 
@@ -456,9 +461,7 @@ fn an_asset_moved_between_locations_keeps_the_newer_definition() {
             ("l2", Some("l2")),
             "newest first: {newest_first}"
         );
-        let live = dump(&log).unwrap();
-        rebuild(&log, |_, _| {}).unwrap();
-        assert_eq!(dump(&log).unwrap(), live);
+        assert_rebuild_is_live(&log);
     }
 }
 
@@ -741,9 +744,7 @@ fn a_partition_gets_history_rows_from_its_second_materialization() {
     assert_eq!(history(&log, "a"), vec![(30, "r4".to_string())]);
     assert!(history(&log, "b").is_empty());
     assert_eq!(count_and_latest(&log), (1, 5));
-    let live = dump(&log).unwrap();
-    rebuild(&log, |_, _| {}).unwrap();
-    assert_eq!(live, dump(&log).unwrap());
+    assert_rebuild_is_live(&log);
 }
 
 /// A wipe of some partitions hides their materializations and observations at or before it
@@ -922,9 +923,7 @@ fn a_run_whose_backfill_tag_changes_leaves_the_old_backfill() {
         backfills::run_ids(&rd, 1, "b2").unwrap(),
         vec!["r".to_string()]
     );
-    let live = dump(&log).unwrap();
-    rebuild(&log, |_, _| {}).unwrap();
-    assert_eq!(dump(&log).unwrap(), live);
+    assert_rebuild_is_live(&log);
 }
 
 /// A single-run backfill's run covers a range of partitions: it counts for each of them
@@ -1556,9 +1555,7 @@ fn clearing_the_views_makes_the_writer_forget_what_it_remembers() {
     let a = assets::by_key(&rd, 1, &key("db/t")).unwrap().unwrap();
     assert_eq!(a.materialization_count, 3);
     append(&log, vec![mat("d", "db/t", 400, Some("r1"), None)]);
-    let live = dump(&log).unwrap();
-    rebuild(&log, |_, _| {}).unwrap();
-    assert_eq!(live, dump(&log).unwrap());
+    assert_rebuild_is_live(&log);
 }
 
 /// A rebuild leaves no row of the views before it, wherever that row was: in files below
@@ -1672,9 +1669,7 @@ fn pipelined_groups_dedupe_and_project_on_top_of_each_other() {
         "each event stored once"
     );
     assert!(log.verify(|_| {}).unwrap().problems.is_empty());
-    let live = dump(&log).unwrap();
-    rebuild(&log, |_, _| {}).unwrap();
-    assert_eq!(live, dump(&log).unwrap());
+    assert_rebuild_is_live(&log);
 }
 
 /// A materialization's row count, schema and numeric values share its history row; each
@@ -1749,9 +1744,7 @@ fn a_failure_reason_goes_with_the_terminal_status_that_stands() {
         (c.status, c.failure_reason.as_deref()),
         (runs::RunStatus::Failure, Some("STEP_FAILURE"))
     );
-    let live = dump(&log).unwrap();
-    rebuild(&log, |_, _| {}).unwrap();
-    assert_eq!(dump(&log).unwrap(), live);
+    assert_rebuild_is_live(&log);
 }
 
 /// Steps are rows of their own: a run with many steps keeps a small record.
@@ -1858,9 +1851,7 @@ fn a_large_request_with_stored_ids_projects_only_its_new_events() {
     assert_eq!(counted, 450);
     assert_eq!(runs::get(&rd, 1, "r").unwrap().unwrap().events, 450);
     assert!(assets::by_key(&rd, 1, &key("db/other")).unwrap().is_none());
-    let live = dump(&log).unwrap();
-    rebuild(&log, |_, _| {}).unwrap();
-    assert_eq!(live, dump(&log).unwrap());
+    assert_rebuild_is_live(&log);
 }
 
 /// A rebuild replays in chunks of 8,192 events and reads what earlier chunks wrote back from
