@@ -107,9 +107,18 @@ pub fn list(
         .collect()
 }
 
+fn runs_prefix(dep: DeploymentId, id: &str) -> K {
+    K::new(keys::BACKFILL_RUNS, dep).str(id)
+}
+
+/// The row that lists `run` among the runs of backfill `id`.
+pub(super) fn run_key(dep: DeploymentId, id: &str, run: &str) -> Vec<u8> {
+    runs_prefix(dep, id).str(run).build()
+}
+
 /// Run ids of a backfill.
 pub fn run_ids(rows: &impl Rows, dep: DeploymentId, id: &str) -> Result<Vec<String>> {
-    rows.names_under(&K::new(keys::BACKFILL_RUNS, dep).str(id).build())
+    rows.names_under(&runs_prefix(dep, id).build())
 }
 
 /// Progress: runs of the backfill by status, and per partition the status of its latest run.

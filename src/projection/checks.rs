@@ -111,12 +111,17 @@ fn exec_key(
     id: Seq,
     partition: Option<&str>,
 ) -> Vec<u8> {
+    exec_prefix(dep, asset, check, id)
+        .str(partition.unwrap_or(""))
+        .build()
+}
+
+/// The executions with id `id`, one per partition.
+fn exec_prefix(dep: DeploymentId, asset: u64, check: &str, id: Seq) -> K {
     K::new(keys::CHECK_EXECUTION, dep)
         .u64(asset)
         .str(check)
         .u64(id)
-        .str(partition.unwrap_or(""))
-        .build()
 }
 
 fn by_run_key(
@@ -396,11 +401,7 @@ pub fn history(
     let hi = match cursor {
         // Before the cursor's own row (and its other partitions' at that time).
         Some(id) => {
-            let at = K::new(keys::CHECK_EXECUTION, dep)
-                .u64(asset)
-                .str(check)
-                .u64(id)
-                .build();
+            let at = exec_prefix(dep, asset, check, id).build();
             match rows.scan_prefix(&at, false, 1)?.first() {
                 Some((_, v)) => {
                     let e: CheckExecution = super::dec(v)?;

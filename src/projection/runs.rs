@@ -246,18 +246,10 @@ pub fn apply(txn: &mut Txn<'_>, seq: Seq, ev: &Event) -> Result<()> {
     let old_backfill = before.as_ref().and_then(|b| b.2.as_deref());
     if run_event && old_backfill != backfill.as_deref() {
         if let Some(old) = old_backfill {
-            txn.delete(
-                K::new(keys::BACKFILL_RUNS, dep)
-                    .str(old)
-                    .str(run_id)
-                    .build(),
-            );
+            txn.delete(super::backfills::run_key(dep, old, run_id));
         }
         if let Some(b) = &backfill {
-            txn.put(
-                K::new(keys::BACKFILL_RUNS, dep).str(b).str(run_id).build(),
-                Vec::new(),
-            );
+            txn.put(super::backfills::run_key(dep, b, run_id), Vec::new());
         }
     }
     if status_changed || created_changed {
